@@ -1,0 +1,118 @@
+"""Test set-up shared by every app: a real PostgreSQL test database with the public and
+template tenants plus two customer tenants (A and B) created once per session by cloning
+the template schema, and a real Redis (flushed at the start)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # noqa: F811 - extends pytest-django's
+    from saasops.redis import client as redis_client
+    from tenants.models import MemberRole, User
+    from tenants.services import membership_add, public_tenant_ensure, template_tenant_ensure, tenant_create
+
+    redis_client().flushdb()
+    with django_db_blocker.unblock():
+        public_tenant_ensure()
+        template_tenant_ensure()
+        for slug, name in (("tenant-a", "Tenant A"), ("tenant-b", "Tenant B")):
+            tenant = tenant_create(name=name, slug=slug)
+            owner = User.objects.create_user(
+                username=f"owner-{slug}", email=f"owner@{slug}.test", password="pw-owner-123"
+            )
+            membership_add(tenant=tenant, user=owner, role=MemberRole.OWNER)
+        connection.set_schema_to_public()
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_after_test():
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def tenant_a(db):
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(slug="tenant-a")
+
+
+@pytest.fixture
+def tenant_b(db):
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(slug="tenant-b")
+
+
+def host_of(tenant) -> str:
+    from tenants.services import tenant_host
+
+    return tenant_host(slug=tenant.slug)
+
+
+@pytest.fixture
+def client_for(db):
+    """client_for(tenant, user=None) -> a test client bound to the tenant's host (signed in as user)."""
+
+    def make(tenant=None, user=None) -> Client:
+        from django.conf import settings
+
+        host = host_of(tenant) if tenant is not None else settings.BASE_DOMAIN
+        client = Client(HTTP_HOST=host)
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def owner_a(tenant_a):
+    return tenant_a.memberships.get(role="owner").user
+
+
+@pytest.fixture
+def owner_b(tenant_b):
+    return tenant_b.memberships.get(role="owner").user
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup):
+    """A real Celery worker (separate process) on the test database and the test Redis."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from urllib.parse import urlparse, urlunparse
+
+    from django.conf import settings
+
+    from saasops.celery import heartbeat_key
+    from saasops.redis import client as redis_client
+
+    env = dict(os.environ)
+    # Same server as the tests, but the test database pytest-django created.
+    env["DATABASE_URL"] = urlunparse(
+        urlparse(env["DATABASE_URL"])._replace(path="/" + settings.DATABASES["default"]["NAME"])
+    )
+    redis_client().delete(heartbeat_key("worker"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "saasops", "worker", "--pool=solo", "-l", "WARNING", "-n", "test@%h"],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while redis_client().get(heartbeat_key("worker")) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("test Celery worker did not start")
+        time.sleep(0.1)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -1,0 +1,33 @@
+"""Bring a database to a runnable state: migrate the public schema, make sure the public
+and template tenants exist, migrate every tenant schema, install default schedules, and
+(with --demo) load the demo data set into an empty database. Safe to run every start."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from saasops import demo
+from tenants.services import public_tenant_ensure, template_tenant_ensure
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--demo", action="store_true", help="load the demo data set if no tenant exists yet")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        started = time.monotonic()
+        call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+        public_tenant_ensure()
+        template_tenant_ensure()
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+        if options["demo"]:
+            logins = demo.demo_load()
+            if logins:
+                self.stdout.write("demo data loaded; logins:\n" + logins)
+        self.stdout.write(f"bootstrap done in {time.monotonic() - started:.1f} s")

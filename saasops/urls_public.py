@@ -1,0 +1,25 @@
+"""URLs of the public host: site, staff sign-in, admin, platform API, API docs."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+
+from saasops import views
+from tenants.auth import SignInForm
+
+admin.site.site_header = "saasops operations"
+admin.site.site_title = "saasops"
+admin.site.index_title = "Tenants, usage, billing"
+
+urlpatterns = [
+    path("", views.public_home, name="public-home"),
+    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+handler404 = "saasops.views.not_found"
+handler500 = "saasops.views.server_error"
