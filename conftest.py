@@ -11,20 +11,26 @@ from django.test import Client
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):  # noqa: F811 - extends pytest-django's
+    from lifecycle.services import tenant_provision
     from saasops.redis import client as redis_client
-    from tenants.models import MemberRole, User
-    from tenants.services import membership_add, public_tenant_ensure, template_tenant_ensure, tenant_create
+    from tenants.models import Plan
+    from tenants.services import public_tenant_ensure, staff_groups_ensure, template_tenant_ensure
 
     redis_client().flushdb()
     with django_db_blocker.unblock():
         public_tenant_ensure()
         template_tenant_ensure()
+        staff_groups_ensure()
+        growth = Plan.objects.get(code="growth")
         for slug, name in (("tenant-a", "Tenant A"), ("tenant-b", "Tenant B")):
-            tenant = tenant_create(name=name, slug=slug)
-            owner = User.objects.create_user(
-                username=f"owner-{slug}", email=f"owner@{slug}.test", password="pw-owner-123"
+            tenant_provision(
+                key=f"test:{slug}",
+                name=name,
+                slug=slug,
+                owner_email=f"owner@{slug}.test",
+                owner_password="pw-owner-123",
+                plan=growth,
             )
-            membership_add(tenant=tenant, user=owner, role=MemberRole.OWNER)
         connection.set_schema_to_public()
 
 

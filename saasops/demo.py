@@ -1,30 +1,39 @@
-"""The demo data set `make run` loads once into an empty database: a dozen tenants with
-owners, and staff users. Credentials are printed and written to .devdata/run/demo-logins.txt."""
+"""The demo data set `make run` loads once into an empty database: a dozen tenants on
+different plans and statuses with owners, and staff users (superuser, support, finance).
+Credentials are printed and written to .devdata/run/demo-logins.txt."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
 
-from tenants.models import MemberRole, Tenant, TenantStatus, User
-from tenants.services import membership_add, tenant_create
+from lifecycle.services import tenant_provision
+from tenants.models import Plan, Tenant, TenantStatus, User
+from tenants.services import staff_groups_ensure
+from tenants.status import tenant_status_change
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - printed demo login, development only
 STAFF_PASSWORD = "staff-pass-2026"  # noqa: S105 - printed demo login, development only
 
+# slug, name, plan, interval, status the demo tenant ends in
 DEMO_TENANTS = [
-    ("acme", "Acme Corporation", TenantStatus.ACTIVE),
-    ("globex", "Globex", TenantStatus.ACTIVE),
-    ("initech", "Initech", TenantStatus.ACTIVE),
-    ("umbrella", "Umbrella Research", TenantStatus.ACTIVE),
-    ("hooli", "Hooli", TenantStatus.ACTIVE),
-    ("stark", "Stark Industries", TenantStatus.ACTIVE),
-    ("wayne", "Wayne Enterprises", TenantStatus.PAST_DUE),
-    ("wonka", "Wonka Labs", TenantStatus.TRIALING),
-    ("cyberdyne", "Cyberdyne Systems", TenantStatus.TRIALING),
-    ("soylent", "Soylent Foods", TenantStatus.SUSPENDED),
-    ("tyrell", "Tyrell Corporation", TenantStatus.ACTIVE),
-    ("aperture", "Aperture Science", TenantStatus.CANCELLED),
+    ("acme", "Acme Corporation", "growth", "monthly", TenantStatus.ACTIVE),
+    ("globex", "Globex", "enterprise", "yearly", TenantStatus.ACTIVE),
+    ("initech", "Initech", "starter", "monthly", TenantStatus.ACTIVE),
+    ("umbrella", "Umbrella Research", "growth", "yearly", TenantStatus.ACTIVE),
+    ("hooli", "Hooli", "custom", "yearly", TenantStatus.ACTIVE),
+    ("stark", "Stark Industries", "enterprise", "monthly", TenantStatus.ACTIVE),
+    ("wayne", "Wayne Enterprises", "growth", "monthly", TenantStatus.PAST_DUE),
+    ("wonka", "Wonka Labs", "starter", "monthly", TenantStatus.TRIALING),
+    ("cyberdyne", "Cyberdyne Systems", "growth", "monthly", TenantStatus.TRIALING),
+    ("soylent", "Soylent Foods", "starter", "monthly", TenantStatus.SUSPENDED),
+    ("tyrell", "Tyrell Corporation", "free", "monthly", TenantStatus.ACTIVE),
+    ("aperture", "Aperture Science", "starter", "monthly", TenantStatus.CANCELLED),
+]
+STAFF = [
+    ("admin", "admin@saasops.local", None, "staff superuser"),
+    ("support", "support@saasops.local", "support", "support staff"),
+    ("finance", "finance@saasops.local", "finance", "finance staff"),
 ]
 
 
@@ -38,18 +47,34 @@ def demo_load() -> str:
     (empty when nothing was loaded)."""
     if Tenant.objects.customers().exists():
         return ""
-    admin = User.objects.create_superuser(username="admin", email="admin@saasops.local", password=STAFF_PASSWORD)
-    admin.first_name = "Ada"
-    admin.save()
-    for slug, name, status in DEMO_TENANTS:
-        tenant = tenant_create(name=name, slug=slug, status=status)
-        owner = User.objects.create_user(
-            username=f"owner-{slug}", email=f"owner@{slug}.example", password=DEMO_PASSWORD
+    groups = staff_groups_ensure()
+    for username, email, group, _ in STAFF:
+        if group is None:
+            User.objects.create_superuser(username=username, email=email, password=STAFF_PASSWORD)
+        else:
+            user = User.objects.create_user(username=username, email=email, password=STAFF_PASSWORD, is_staff=True)
+            user.groups.add(groups[group])
+    plans = {plan.code: plan for plan in Plan.objects.all()}
+    for slug, name, plan_code, interval, status in DEMO_TENANTS:
+        tenant = tenant_provision(
+            key=f"demo:{slug}",
+            name=name,
+            slug=slug,
+            owner_email=f"owner@{slug}.example",
+            owner_password=DEMO_PASSWORD,
+            plan=plans[plan_code],
+            billing_interval=interval,
         )
-        membership_add(tenant=tenant, user=owner, role=MemberRole.OWNER)
+        if tenant.status == TenantStatus.TRIALING and status != TenantStatus.TRIALING:
+            tenant_status_change(tenant=tenant, to=TenantStatus.ACTIVE, reason="demo: trial converted")
+        if status not in (TenantStatus.TRIALING, TenantStatus.ACTIVE):
+            tenant_status_change(tenant=tenant, to=status, reason="demo data")
     port = getattr(settings, "PORT", 8000)
     lines = [
-        f"staff superuser   admin@saasops.local / {STAFF_PASSWORD}   http://{settings.BASE_DOMAIN}:{port}/admin/",
+        *(
+            f"{label:<17} {email} / {STAFF_PASSWORD}   http://{settings.BASE_DOMAIN}:{port}/admin/"
+            for _, email, _, label in STAFF
+        ),
         f"acme owner        owner@acme.example / {DEMO_PASSWORD}   http://acme.{settings.BASE_DOMAIN}:{port}/",
         f"(every demo tenant <slug> has owner@<slug>.example / {DEMO_PASSWORD})",
     ]

@@ -5,22 +5,29 @@ Every service is keyword-only, atomic, and records what it did in the tenant's h
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django_tenants.utils import get_public_schema_name, schema_context, schema_exists
 
 from tenants.models import (
     ActorType,
+    BillingInterval,
     Domain,
     MemberRole,
     Membership,
+    Plan,
     Tenant,
     TenantEvent,
     TenantKind,
     TenantStatus,
     User,
 )
-from tenants.slugs import schema_name_for, validate_slug
+from tenants.slugs import schema_name_for, slug_alternative, validate_slug
 
 
 def tenant_host(*, slug: str) -> str:
@@ -73,20 +80,41 @@ def tenant_event_record(
     )
 
 
+class SlugTaken(ValidationError):
+    """Another tenant has this slug."""
+
+
 @transaction.atomic
 def tenant_create(
     *,
     name: str,
     slug: str,
+    plan: Plan | None = None,
     status: str = TenantStatus.TRIALING,
+    billing_interval: str = BillingInterval.MONTHLY,
+    trial_ends_at: datetime | None = None,
+    provisioning_key: str | None = None,
     actor: User | None = None,
 ) -> Tenant:
     """Create a tenant: schema (cloned from the template), primary domain, workspace
     settings and a `created` history row. All-or-nothing: the schema is created inside the
     same transaction, so a failure leaves neither row nor schema."""
     validate_slug(slug)
-    tenant = Tenant(name=name, slug=slug, schema_name=schema_name_for(slug), status=status)
-    tenant.full_clean(exclude=["schema_name"])
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ValidationError({"name": ["The workspace name must be 1 to 200 characters."]})
+    if Tenant.objects.filter(Q(slug=slug) | Q(schema_name=schema_name_for(slug))).exists():
+        raise SlugTaken({"slug": [f"The address “{slug}” is taken; try “{slug_alternative(slug)}”."]})
+    tenant = Tenant(
+        name=name,
+        slug=slug,
+        schema_name=schema_name_for(slug),
+        status=status,
+        plan=plan,
+        billing_interval=billing_interval,
+        trial_ends_at=trial_ends_at,
+        provisioning_key=provisioning_key,
+    )
     tenant.save(verbosity=0)
     Domain.objects.create(domain=tenant_host(slug=slug), tenant=tenant, is_primary=True)
     from workspace.models import WorkspaceSettings
@@ -101,3 +129,90 @@ def tenant_create(
 def membership_add(*, tenant: Tenant, user: User, role: str = MemberRole.VIEWER) -> Membership:
     membership, _ = Membership.objects.update_or_create(user=user, tenant=tenant, defaults={"role": role})
     return membership
+
+
+@transaction.atomic
+def tenant_plan_change(*, tenant: Tenant, plan: Plan, actor: User | None = None, reason: str = "") -> Tenant:
+    """Put the tenant on another plan at once (limits and preset follow immediately).
+    A retired plan cannot be chosen anew; tenants already on one keep it (grandfathered).
+    Billing's proration is applied by the lifecycle layer that calls this."""
+    from tenants.config import config_cache_invalidate
+
+    locked = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=tenant.pk)
+    if locked.plan_id == plan.pk:
+        raise ValidationError(f"The tenant is already on {plan.name}.")
+    if plan.retired_at is not None:
+        raise ValidationError(f"{plan.name} is retired and cannot be chosen; pick a current plan.")
+    old = locked.plan
+    Tenant.objects.filter(pk=locked.pk).update(plan=plan)
+    tenant.plan = plan
+    tenant_event_record(
+        tenant=locked,
+        kind="plan_changed",
+        actor=actor,
+        note=reason,
+        details={"from": old.code if old else None, "to": plan.code},
+    )
+    config_cache_invalidate(tenant_ids=[locked.pk])
+    return tenant
+
+
+# Staff roles. Support runs tenants day to day but cannot touch money or pricing;
+# finance reads tenants and owns pricing (and, later, invoices) but cannot change config.
+STAFF_GROUPS: dict[str, list[str]] = {
+    "support": [
+        "tenants.view_tenant",
+        "tenants.change_tenant",
+        "tenants.view_domain",
+        "tenants.view_membership",
+        "tenants.add_membership",
+        "tenants.change_membership",
+        "tenants.delete_membership",
+        "tenants.view_tenantevent",
+        "tenants.view_plan",
+        "tenants.view_planlimit",
+        "tenants.view_tenantconfigversion",
+        "tenants.add_tenantconfigversion",
+        "tenants.view_vectorshard",
+        "tenants.view_shardmove",
+        "tenants.change_shardmove",
+        "tenants.view_user",
+        "lifecycle.view_provisioningattempt",
+    ],
+    "finance": [
+        "tenants.view_tenant",
+        "tenants.view_domain",
+        "tenants.view_membership",
+        "tenants.view_tenantevent",
+        "tenants.view_plan",
+        "tenants.add_plan",
+        "tenants.change_plan",
+        "tenants.view_planlimit",
+        "tenants.add_planlimit",
+        "tenants.change_planlimit",
+        "tenants.delete_planlimit",
+        "tenants.view_tenantconfigversion",
+        "tenants.view_user",
+    ],
+}
+
+
+def staff_groups_ensure(extra: dict[str, list[str]] | None = None) -> dict[str, Group]:
+    """Create or refresh the staff groups with exactly their permissions. Idempotent; run by
+    `bootstrap` on every deploy so permissions of new models reach the groups."""
+    groups: dict[str, Group] = {}
+    spec = {name: list(perms) for name, perms in STAFF_GROUPS.items()}
+    for name, perms in (extra or {}).items():
+        spec.setdefault(name, []).extend(perms)
+    for name, perms in spec.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        wanted = []
+        for dotted in perms:
+            app_label, codename = dotted.split(".", 1)
+            permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if permission is None:
+                raise LookupError(f"permission {dotted} does not exist (run migrations first)")
+            wanted.append(permission)
+        group.permissions.set(wanted)
+        groups[name] = group
+    return groups

@@ -48,3 +48,11 @@ def slug_suggestion(text: str) -> str:
     if slug in RESERVED_SLUGS:
         slug = f"{slug}-team"
     return slug
+
+
+def slug_alternative(slug: str) -> str:
+    """A nearby slug to suggest when one is taken (the caller checks it is free)."""
+    import secrets
+
+    base = slug[: SLUG_MAX - 5].rstrip("-")
+    return f"{base}-{secrets.randbelow(9000) + 1000}"

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from saasops import demo
-from tenants.services import public_tenant_ensure, template_tenant_ensure
+from tenants.services import public_tenant_ensure, staff_groups_ensure, template_tenant_ensure
 
 
 class Command(BaseCommand):
@@ -26,6 +26,7 @@ class Command(BaseCommand):
         public_tenant_ensure()
         template_tenant_ensure()
         call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+        staff_groups_ensure()
         if options["demo"]:
             logins = demo.demo_load()
             if logins:

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django_tenants.models import DomainMixin, TenantMixin
 
+from tenants.models.plans import BillingInterval
 from tenants.slugs import validate_slug
 
 
@@ -57,6 +58,12 @@ class Tenant(TenantMixin):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Idempotency of provisioning: the same signup (key) never makes two tenants.
     provisioning_key = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    plan = models.ForeignKey("tenants.Plan", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants")
+    billing_interval = models.CharField(max_length=10, choices=BillingInterval.choices, default=BillingInterval.MONTHLY)
+    trial_ends_at = models.DateTimeField(null=True, blank=True)
+    vector_shard = models.ForeignKey(
+        "tenants.VectorShard", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants"
+    )
 
     auto_create_schema = True
     auto_drop_schema = True
