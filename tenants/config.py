@@ -92,19 +92,16 @@ def config_current_version(*, tenant: Tenant) -> TenantConfigVersion | None:
 
 
 def _effective(tenant: Tenant, version: TenantConfigVersion | None) -> dict[str, Any]:
-    preset = dict(tenant.plan.config_preset) if tenant.plan_id else {}
+    plan, shard = tenant.plan, tenant.vector_shard
+    preset = dict(plan.config_preset) if plan else {}
     overrides = version.overrides if version else {}
     values = {**preset, **overrides}
     return {
         "tenant": tenant.slug,
         "version": version.version if version else 0,
-        "plan": tenant.plan.code if tenant.plan_id else None,
+        "plan": plan.code if plan else None,
         "status": tenant.status,
-        "vector_shard": (
-            {"name": tenant.vector_shard.name, "connection": tenant.vector_shard.connection_label}
-            if tenant.vector_shard_id
-            else None
-        ),
+        "vector_shard": {"name": shard.name, "connection": shard.connection_label} if shard else None,
         "config": values,
         "overridden": sorted(overrides),
     }

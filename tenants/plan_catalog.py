@@ -6,6 +6,7 @@ Prices in cents (USD). Yearly prices carry about two months free.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 PROMPT = (
     "You are a helpful assistant for {company}. Answer from the retrieved context; say so when "
@@ -25,7 +26,7 @@ def _preset(model: str, max_tokens: int, top_k: int, rps: int, burst: int) -> di
 
 
 # resource: (included or None for unlimited, "block"/"overage", package size, package price)
-DEFAULT_PLANS = [
+DEFAULT_PLANS: list[dict[str, Any]] = [
     {
         "code": "free",
         "name": "Free",
@@ -108,7 +109,7 @@ DEFAULT_PLANS = [
 ]
 
 
-def install(plan_model: type, limit_model: type) -> None:
+def install(plan_model: Any, limit_model: Any) -> None:
     """Create the default plans that do not exist yet (by code); never touches edited ones."""
     for spec in DEFAULT_PLANS:
         spec = dict(spec)

@@ -29,7 +29,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 # The event recorded for a transition when the caller names none.
-DEFAULT_EVENT = {
+DEFAULT_EVENT: dict[str, str] = {
     S.ACTIVE: "activated",
     S.PAST_DUE: "payment_past_due",
     S.SUSPENDED: "suspended",
