@@ -12,6 +12,8 @@ supervisor left behind are killed at the next start. This module needs no Django
     python -m saasops.devstack run            # make run
     python -m saasops.devstack test -- ARGS   # make test (ARGS go to pytest)
     python -m saasops.devstack exec -- CMD    # any command with the stack's environment
+
+SAASOPS_STACK=<name> makes `test` use .devdata/<name>/ (two test runs side by side).
 """
 
 from __future__ import annotations
@@ -471,7 +473,8 @@ def _print_urls(port: int) -> None:
 
 
 def cmd_test(args: list[str]) -> int:
-    stack = Stack("test")
+    # SAASOPS_STACK=<name> gives a parallel test run its own servers (.devdata/<name>/).
+    stack = Stack(os.environ.get("SAASOPS_STACK") or "test")
     with profile_lock(stack.dir):
         interrupted = False
 
