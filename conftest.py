@@ -40,6 +40,42 @@ def _public_schema_after_test():
     connection.set_schema_to_public()
 
 
+@pytest.fixture(autouse=True)
+def _drop_cached_tenant_state():
+    """Config and gate caches live in Redis, which a test's rollback does not undo: a test that
+    changed a tenant inside its transaction must not leave the changed state cached."""
+    yield
+    import redis as redis_py
+    from django.conf import settings
+
+    redis = redis_py.Redis.from_url(settings.REDIS_URL)  # not saasops.redis.client: tests patch that
+    keys = list(redis.scan_iter(match="saasops:gateinfo:*", count=1000))
+    keys += list(redis.scan_iter(match="*tenant-config:*", count=1000))
+    if keys:
+        redis.delete(*keys)
+    redis.close()
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager():
+    """Tasks run in-process where a test is about their logic; tests of the real worker path
+    use the `celery_worker_process` fixture and turn this off (`celery_live`)."""
+    from saasops.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def celery_live(celery_worker_process):
+    from saasops.celery import app
+
+    app.conf.task_always_eager = False
+    return celery_worker_process
+
+
 @pytest.fixture
 def tenant_a(db):
     from tenants.models import Tenant
@@ -122,3 +158,48 @@ def celery_worker_process(django_db_setup):
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def make_tenant(db):
+    """make_tenant(plan="free", slug=None) -> a new tenant provisioned inside the test's
+    transaction (rolled back with it, schema included). Its id is new, so Redis keys are too."""
+    import itertools
+
+    from lifecycle.services import tenant_provision
+    from tenants.models import Plan
+
+    counter = itertools.count(1)
+
+    def make(plan: str = "free", slug: str | None = None, **kwargs):
+        import uuid
+
+        slug = slug or f"t-{uuid.uuid4().hex[:10]}"
+        n = next(counter)
+        return tenant_provision(
+            key=f"test-make:{slug}:{n}",
+            name=kwargs.pop("name", f"Test tenant {slug}"),
+            slug=slug,
+            owner_email=kwargs.pop("owner_email", f"owner@{slug}.test"),
+            owner_password="pw-owner-123",
+            plan=Plan.objects.get(code=plan),
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture
+def platform_token(db):
+    """(raw token, api client with the Authorization header set) for the platform API."""
+    from tenants.tokens import platform_token_create
+
+    _, raw = platform_token_create(name="test product backend")
+    return raw
+
+
+@pytest.fixture
+def platform_client(platform_token):
+    from django.conf import settings
+
+    return Client(HTTP_HOST=settings.BASE_DOMAIN, HTTP_AUTHORIZATION=f"Bearer {platform_token}")

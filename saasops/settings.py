@@ -266,3 +266,6 @@ LOGGING = {
 }
 
 SAASOPS_VERSION = "0.1.0"
+
+# Event batches are up to 8 MiB (1,000 events); the ingest view enforces its own limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

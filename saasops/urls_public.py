@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from saasops import views
@@ -17,7 +17,14 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/", include("tenants.api.urls")),
+    path("api/v1/", include("metering.urls_platform")),
+    # One document for both hosts' APIs (the default would read only the tenant host's URLs).
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(urlconf=["saasops.urls_public", "saasops.urls_tenant"]),
+        name="api-schema",
+    ),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 

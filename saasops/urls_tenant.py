@@ -7,6 +7,7 @@ from tenants.auth import SignInForm
 
 urlpatterns = [
     path("", include("workspace.urls")),
+    path("api/v1/", include("metering.urls_tenant")),
     path("accounts/login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -22,6 +22,7 @@ from django.db import transaction
 from django_tenants.utils import schema_context
 
 from tenants.models import Tenant, TenantConfigVersion, User
+from tenants.signals import tenant_changed
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ def config_cache_invalidate(*, tenant_ids: list[int]) -> None:
     def drop() -> None:
         with schema_context("public"):
             cache.delete_many([_cache_key(pk) for pk in tenant_ids])
+            slugs = list(Tenant.objects.filter(pk__in=tenant_ids).values_list("slug", flat=True))
+        tenant_changed.send(sender=Tenant, tenant_ids=list(tenant_ids), slugs=slugs)
 
     transaction.on_commit(drop)
 
@@ -159,6 +162,12 @@ def config_version_create(
     preset = dict(locked.plan.config_preset) if locked.plan_id else {}
     before = {**preset, **(previous.overrides if previous else {})}
     after = {**preset, **overrides}
+    rps, burst = after.get("rate_limit_rps"), after.get("rate_limit_burst")
+    if isinstance(rps, int) and isinstance(burst, int) and burst < rps:
+        # Checked on the effective values: overriding only the rate can undercut the plan's burst.
+        raise ValidationError(
+            {"rate_limit_burst": [f"must be at least rate_limit_rps ({rps}); the effective burst would be {burst}"]}
+        )
     version = TenantConfigVersion.objects.create(
         tenant=locked,
         version=(previous.version + 1) if previous else 1,

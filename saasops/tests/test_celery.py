@@ -9,7 +9,7 @@ from workspace.tasks import workspace_describe
 pytestmark = pytest.mark.django_db
 
 
-def test_task_sent_from_tenant_a_runs_in_a_schema_on_real_worker(celery_worker_process, tenant_a, tenant_b):
+def test_task_sent_from_tenant_a_runs_in_a_schema_on_real_worker(celery_live, tenant_a, tenant_b):
     with schema_context(tenant_a.schema_name):
         result_a = workspace_describe.delay()
     with schema_context(tenant_b.schema_name):
