@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.invoicing import subscription_create
 from lifecycle.models import ProvisioningAttempt
 from tenants.config import config_version_create
 from tenants.models import BillingInterval, MemberRole, Plan, Tenant, TenantStatus, User
@@ -50,8 +51,8 @@ def tenant_provision(
     actor: User | None = None,
 ) -> Tenant:
     """Create a tenant end to end: schema (cloned from the template), domain, workspace
-    settings, owner membership, vector shard, initial config version (v1) and a
-    `provisioned` history row.
+    settings, owner membership, vector shard, subscription (billing from the trial's end),
+    initial config version (v1) and a `provisioned` history row.
 
     Idempotent on `key`: a second call with the same key — also concurrently — returns the
     tenant the first made. All-or-nothing: one transaction holds rows and schema, so a
@@ -94,6 +95,13 @@ def tenant_provision(
             owner = _owner_get_or_create(email=owner_email, password=owner_password)
             membership_add(tenant=tenant, user=owner, role=MemberRole.OWNER)
             shard = shard_assign(tenant=tenant)
+            subscription_create(
+                tenant=tenant,
+                plan_id=plan.pk,
+                interval=billing_interval,
+                started_at=tenant.created_at,
+                billing_starts_at=tenant.trial_ends_at or tenant.created_at,
+            )
             config_version_create(tenant=tenant, overrides={}, actor=actor, note="Initial configuration")
             tenant_event_record(
                 tenant=tenant,

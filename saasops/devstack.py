@@ -525,6 +525,8 @@ def main(argv: list[str]) -> int:
             profile = "run"
             if rest and rest[0].startswith("--profile="):
                 profile, rest = rest[0].split("=", 1)[1], rest[1:]
+                if rest and rest[0] == "--":
+                    rest = rest[1:]
             return cmd_exec(rest, profile)
     except StackError as error:
         say(f"error: {error}")

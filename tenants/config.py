@@ -178,6 +178,16 @@ def config_version_create(
         actor_type="system" if actor is None else ("staff" if actor.is_staff else "customer"),
     )
     config_cache_invalidate(tenant_ids=[locked.pk])
+    if previous is not None:  # the initial version is part of provisioning's own history row
+        from tenants.services import tenant_event_record
+
+        tenant_event_record(
+            tenant=locked,
+            kind="config_changed",
+            actor=actor,
+            note=version.note,
+            details={"version": version.version, "changes": version.changes},
+        )
     return version
 
 

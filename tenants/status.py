@@ -94,6 +94,11 @@ def tenant_suspend(*, tenant: Tenant, actor: User | None = None, reason: str = "
 
 
 def tenant_reactivate(*, tenant: Tenant, actor: User | None = None, reason: str = "") -> Tenant:
+    """Bring a suspended or cancelled tenant back (trial conversion and payment recovery are
+    other transitions to active, recorded under their own names)."""
+    current = Tenant.objects.filter(pk=tenant.pk).values_list("status", flat=True).first()
+    if current not in (S.SUSPENDED, S.CANCELLED):
+        raise IllegalTransition(f"Only a suspended or cancelled tenant can be reactivated (this one is {current}).")
     return tenant_status_change(tenant=tenant, to=S.ACTIVE, actor=actor, reason=reason, event="reactivated")
 
 

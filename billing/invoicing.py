@@ -1,0 +1,407 @@
+"""Invoices: drafting closed periods, finance review (finalize, void), credit notes.
+
+The period job is idempotent three ways: each subscription is locked (SKIP LOCKED, so two
+workers split the work instead of doubling it), its `invoiced_through` cursor moves in the
+same transaction as the draft it made, and a unique constraint allows one live invoice per
+tenant, kind and period. A crash halfway leaves finished tenants done and the rest to the
+next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from billing.models import (
+    BillingProfile,
+    CreditNote,
+    Discount,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    LineKind,
+    Subscription,
+)
+from billing.rating import LineSpec, discount_line, plan_fee_line, tax_line, usage_line
+from metering.periods import period_bounds
+from metering.selectors import meter_total
+from metering.services import usage_cursor_advance
+from tenants.models import PlanLimit, Tenant, User
+from tenants.services import tenant_event_record
+
+log = logging.getLogger(__name__)
+
+SWING_RATIO = Decimal("0.5")  # ±50% against the previous invoice …
+SWING_MIN_MINOR = 5_000  # … and at least 50.00 in the currency
+PAYMENT_TERMS = timedelta(days=14)
+
+
+def _months_between(a: datetime, b: datetime) -> int:
+    return (b.year - a.year) * 12 + (b.month - a.month)
+
+
+@transaction.atomic
+def subscription_create(
+    *, tenant: Tenant, plan_id: int, interval: str, started_at: datetime, billing_starts_at: datetime
+) -> Subscription:
+    """Open the tenant's subscription. Its periods use the tenant's quota anchor, so usage
+    limits and invoices cover the same months. Idempotent: an open subscription is returned."""
+    existing = Subscription.objects.filter(tenant=tenant, ended_at__isnull=True).first()
+    if existing is not None:
+        return existing
+    anchor = min(tenant.created_at.astimezone(UTC).day, 28)
+    first_start, _ = period_bounds(anchor=anchor, at=billing_starts_at)
+    BillingProfile.objects.get_or_create(tenant=tenant)
+    return Subscription.objects.create(
+        tenant=tenant,
+        plan_id=plan_id,
+        interval=interval,
+        started_at=started_at,
+        anchor_day=anchor,
+        billing_starts_at=billing_starts_at,
+        invoiced_through=first_start,
+    )
+
+
+@dataclass
+class CloseResult:
+    drafted: int = 0
+    finalized: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+def invoices_close_due(*, now: datetime | None = None, batch: int = 500) -> CloseResult:
+    """Draft an invoice for every subscription period that has ended. Safe to run on many
+    workers at once and to re-run after a crash."""
+    now = now or timezone.now()
+    result = CloseResult()
+    last_id = 0
+    while True:
+        ids = list(
+            Subscription.objects.filter(pk__gt=last_id, invoiced_through__lt=now)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch]
+        )
+        if not ids:
+            return result
+        last_id = ids[-1]
+        for sub_id in ids:
+            try:
+                made = subscription_close_periods(subscription_id=sub_id, now=now)
+            except Exception:
+                log.exception("closing periods of subscription %s failed", sub_id)
+                result.failed += 1
+                continue
+            if made is None:
+                result.skipped += 1
+            for invoice in made or []:
+                result.drafted += 1
+                result.finalized += invoice.status == InvoiceStatus.FINALIZED
+
+
+def subscription_close_periods(*, subscription_id: int, now: datetime) -> list[Invoice] | None:
+    """Close each ended period of one subscription, oldest first, one transaction each.
+    None when another worker holds the subscription."""
+    made: list[Invoice] = []
+    while True:
+        with transaction.atomic():
+            sub = (
+                Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("plan", "tenant")
+                .filter(pk=subscription_id)
+                .first()
+            )
+            if sub is None:
+                return made or None
+            start, end = period_bounds(anchor=sub.anchor_day, at=sub.invoiced_through)
+            if sub.invoiced_through != start:
+                start = sub.invoiced_through  # a cursor moved mid-period (plan change): close the rest
+            if end > now or (sub.ended_at is not None and start >= sub.ended_at):
+                return made
+            invoice = invoice_draft(subscription=sub, period_start=start, period_end=end, now=now)
+            Subscription.objects.filter(pk=sub.pk).update(invoiced_through=end, period_fee_plan=None)
+            if sub.pending_plan_id or sub.pending_interval:
+                from billing.changes import subscription_apply_pending
+
+                subscription_apply_pending(subscription=sub, at=end)
+            usage_cursor_advance(tenant_id=sub.tenant_id, closed_through=end)
+            if invoice is not None:
+                made.append(invoice)
+
+
+def _plan_lines(sub: Subscription, start: datetime, end: datetime) -> tuple[list[LineSpec], int]:
+    billable_start = max(start, sub.billing_starts_at)
+    billable_end = min(end, sub.ended_at or end, sub.cancel_at or end)
+    lines: list[LineSpec] = []
+    base_total = 0
+    first_start, _ = period_bounds(anchor=sub.anchor_day, at=sub.billing_starts_at)
+    year_starts = _months_between(first_start, start) % 12 == 0
+    fee = plan_fee_line(
+        plan=sub.period_fee_plan or sub.plan,
+        interval=sub.interval,
+        period_start=start,
+        period_end=end,
+        billable_start=billable_start,
+        billable_end=billable_end,
+        year_starts=year_starts and billable_end > billable_start,
+    )
+    if fee is not None:
+        lines.append(fee)
+        base_total = fee.amount
+    if billable_end > billable_start:
+        for limit in PlanLimit.objects.filter(plan=sub.plan).exclude(resource="seats").order_by("resource"):
+            meter = {"api_calls": "api_calls", "ai_tokens": "ai_tokens", "storage_gb": "storage_gb"}[limit.resource]
+            used = meter_total(tenant_id=sub.tenant_id, meter_code=meter, start=billable_start, end=billable_end)
+            lines.append(
+                usage_line(
+                    limit=limit,
+                    currency=sub.plan.currency,
+                    used=used,
+                    period_start=billable_start,
+                    period_end=billable_end,
+                    tenant_slug=sub.tenant.slug,
+                )
+            )
+    return lines, base_total
+
+
+def _late_adjustments(sub: Subscription, before: datetime) -> list[LineSpec]:
+    """Usage that arrived after its period was invoiced: re-rate those periods now and bill
+    what was not billed before (idempotent: what earlier invoices charged is subtracted)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM metering_usagehourly WHERE tenant_id = %s AND late_events > 0 AND hour < %s LIMIT 1",
+            [sub.tenant_id, before],
+        )
+        if cursor.fetchone() is None:
+            return []
+    adjustments: list[LineSpec] = []
+    earlier = (
+        Invoice.objects.filter(tenant_id=sub.tenant_id, kind=InvoiceKind.PERIOD, period_end__lte=before)
+        .exclude(status=InvoiceStatus.VOID)
+        .order_by("period_start")
+    )
+    for old in earlier:
+        billed: dict[str, int] = {}
+        for billed_line in InvoiceLine.objects.filter(
+            invoice__tenant_id=sub.tenant_id,
+            kind__in=[LineKind.USAGE, LineKind.ADJUSTMENT],
+            period_start__gte=old.period_start,
+            period_start__lt=old.period_end,
+        ).exclude(invoice__status=InvoiceStatus.VOID):
+            billed[billed_line.meter] = billed.get(billed_line.meter, 0) + billed_line.amount
+        start = max(old.period_start, sub.billing_starts_at)
+        for limit in PlanLimit.objects.filter(plan=sub.plan).exclude(resource="seats").order_by("resource"):
+            meter = {"api_calls": "api_calls", "ai_tokens": "ai_tokens", "storage_gb": "storage_gb"}[limit.resource]
+            used = meter_total(tenant_id=sub.tenant_id, meter_code=meter, start=start, end=old.period_end)
+            line = usage_line(
+                limit=limit,
+                currency=sub.plan.currency,
+                used=used,
+                period_start=start,
+                period_end=old.period_end,
+                tenant_slug=sub.tenant.slug,
+                description_prefix=f"Late usage for {start:%Y-%m-%d} to {old.period_end:%Y-%m-%d}: ",
+            )
+            owed = line.amount - billed.get(meter, 0)
+            if owed > 0:
+                line.kind = LineKind.ADJUSTMENT
+                line.amount = owed
+                line.details["previously_billed"] = billed.get(meter, 0)
+                adjustments.append(line)
+    return adjustments
+
+
+def invoice_draft(
+    *, subscription: Subscription, period_start: datetime, period_end: datetime, now: datetime
+) -> Invoice | None:
+    """Rate one period of a subscription into a draft invoice (atomic with the caller)."""
+    sub = subscription
+    lines, base_total = _plan_lines(sub, period_start, period_end)
+    lines += _late_adjustments(sub, period_start)
+    discount = (
+        Discount.objects.select_related("coupon")
+        .filter(tenant_id=sub.tenant_id, starts_at__lt=period_end, coupon__active=True)
+        .order_by("-starts_at")
+        .first()
+    )
+    if discount is not None and (
+        discount.coupon.duration_periods is None or discount.periods_used < discount.coupon.duration_periods
+    ):
+        line = discount_line(
+            base_amount=base_total,
+            percent_off=discount.coupon.percent_off,
+            amount_off=discount.coupon.amount_off,
+            code=discount.coupon.code,
+        )
+        if line is not None:
+            lines.append(line)
+            Discount.objects.filter(pk=discount.pk).update(periods_used=discount.periods_used + 1)
+    subtotal = sum(line.amount for line in lines)
+    credits = list(
+        CreditNote.objects.filter(invoice__tenant_id=sub.tenant_id, applied_to__isnull=True).order_by("created_at")
+    )
+    applied: list[CreditNote] = []
+    for note in credits:
+        if note.amount <= subtotal:
+            lines.append(
+                LineSpec(
+                    kind=LineKind.CREDIT,
+                    description=f"Credit note {note.number} (invoice {note.invoice.number}): {note.reason}",
+                    amount=-note.amount,
+                    details={"credit_note": note.number},
+                )
+            )
+            subtotal -= note.amount
+            applied.append(note)
+    if not lines:
+        return None
+    profile = BillingProfile.objects.filter(tenant_id=sub.tenant_id).first()
+    tax = tax_line(taxable=subtotal, rate=profile.tax_rate if profile else Decimal(0))
+    if tax is not None:
+        lines.append(tax)
+    previous = (
+        Invoice.objects.filter(tenant_id=sub.tenant_id, kind=InvoiceKind.PERIOD, period_end__lte=period_start)
+        .exclude(status=InvoiceStatus.VOID)
+        .order_by("-period_start")
+        .values_list("total", flat=True)
+        .first()
+    )
+    total = subtotal + (tax.amount if tax else 0)
+    swing = (
+        previous is not None
+        and abs(total - previous) >= SWING_MIN_MINOR
+        and (previous == 0 or abs(Decimal(total - previous)) / Decimal(previous) > SWING_RATIO)
+    )
+    try:
+        with transaction.atomic():
+            invoice = Invoice.objects.create(
+                tenant_id=sub.tenant_id,
+                subscription=sub,
+                kind=InvoiceKind.PERIOD,
+                period_start=period_start,
+                period_end=period_end,
+                currency=sub.plan.currency,
+                subtotal=subtotal,
+                tax=tax.amount if tax else 0,
+                total=total,
+                previous_total=previous,
+                swing_flag=swing,
+            )
+    except IntegrityError:
+        return None  # drafted already (a second worker, or a re-run): nothing twice
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=invoice,
+            position=i,
+            kind=spec.kind,
+            description=spec.description[:300],
+            meter=spec.meter,
+            quantity=spec.quantity,
+            unit_price=spec.unit_price,
+            amount=spec.amount,
+            period_start=spec.period_start,
+            period_end=spec.period_end,
+            details=spec.details,
+            usage_query=spec.usage_query,
+        )
+        for i, spec in enumerate(lines, start=1)
+    )
+    for note in applied:
+        CreditNote.objects.filter(pk=note.pk).update(applied_to=invoice)
+    if profile is not None and profile.auto_approve:
+        invoice_finalize(invoice=invoice, actor=None, note="auto-approved")
+    return invoice
+
+
+def _next_number(series: str, year: int) -> str:
+    sequence, _ = InvoiceSequence.objects.select_for_update().get_or_create(series=series)
+    number = sequence.next_number
+    InvoiceSequence.objects.filter(pk=sequence.pk).update(next_number=number + 1)
+    return f"{series}-{year}-{number:06d}"
+
+
+@transaction.atomic
+def invoice_finalize(*, invoice: Invoice, actor: User | None, note: str = "") -> Invoice:
+    """Approve a draft: give it the next gap-free number, make it immutable, and (after
+    commit) email it and collect payment. Refused for anything but a draft."""
+    locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if locked.status != InvoiceStatus.DRAFT:
+        raise ValidationError(f"Invoice {locked} is {locked.get_status_display().lower()}, not a draft.")
+    now = timezone.now()
+    locked.number = _next_number("INV", now.year)
+    locked.status = InvoiceStatus.FINALIZED
+    locked.finalized_at = now
+    locked.finalized_by = actor
+    locked.due_at = now + PAYMENT_TERMS
+    locked.save(update_fields=["number", "status", "finalized_at", "finalized_by", "due_at"])
+    tenant_event_record(
+        tenant=locked.tenant,
+        kind="invoice_finalized",
+        actor=actor,
+        note=note,
+        details={"invoice": locked.number, "total": locked.total, "currency": locked.currency},
+    )
+    from billing.tasks import invoice_after_finalize
+
+    invoice_id = locked.pk
+    transaction.on_commit(lambda: invoice_after_finalize.delay(invoice_id))
+    invoice.__dict__.update(locked.__dict__)
+    return invoice
+
+
+@transaction.atomic
+def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoice:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the invoice is voided.")
+    locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if locked.status not in (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED, InvoiceStatus.PAYMENT_FAILED):
+        raise ValidationError(f"Invoice {locked} is {locked.get_status_display().lower()} and cannot be voided.")
+    locked.status = InvoiceStatus.VOID
+    locked.voided_at = timezone.now()
+    locked.void_reason = reason[:500]
+    locked.next_payment_attempt_at = None
+    locked.save(update_fields=["status", "voided_at", "void_reason", "next_payment_attempt_at"])
+    CreditNote.objects.filter(applied_to=locked).update(applied_to=None)  # credits go back to the pool
+    tenant_event_record(
+        tenant=locked.tenant, kind="invoice_voided", actor=actor, note=reason, details={"invoice": str(locked)}
+    )
+    invoice.__dict__.update(locked.__dict__)
+    return invoice
+
+
+@transaction.atomic
+def credit_note_issue(*, invoice: Invoice, amount: int, reason: str, actor: User | None) -> CreditNote:
+    """Credit part or all of a finalized or paid invoice; the credit is deducted from the
+    tenant's next invoice. The invoice itself never changes."""
+    locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if locked.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.PAID, InvoiceStatus.PAYMENT_FAILED):
+        raise ValidationError("Credit notes are issued against finalized invoices (edit or void a draft instead).")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the credit is given.")
+    credited = sum(note.amount for note in locked.credit_notes.all())
+    if not 0 < amount <= locked.total - credited:
+        raise ValidationError(f"The credit must be between 0.01 and the uncredited total ({locked.total - credited}).")
+    note = CreditNote.objects.create(
+        number=_next_number("CN", timezone.now().year), invoice=locked, amount=amount, reason=reason[:500],
+        created_by=actor,
+    )  # fmt: skip
+    tenant_event_record(
+        tenant=locked.tenant,
+        kind="credit_note_issued",
+        actor=actor,
+        note=reason,
+        details={"invoice": locked.number, "credit_note": note.number, "amount": amount},
+    )
+    return note
