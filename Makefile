@@ -33,5 +33,15 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Benchmarks (docs/BENCHMARKS.md): each bench/*.py in its own embedded stack (profile `bench`,
+# data kept in .devdata/bench/), results in bench/results/*.json. provisioning.py goes first:
+# it makes the 1,000-tenant population the others measure against.
+BENCHES := bench/provisioning.py $(filter-out bench/provisioning.py,$(sort $(wildcard bench/[!_]*.py)))
+bench: $(STAMP)
+	@status=0; for b in $(BENCHES); do \
+		echo "saasops | benchmark $$b"; \
+		$(PY) -m saasops.devstack exec --profile=bench -- $(PY) $$b || status=1; \
+	done; exit $$status
+
 clean-data:
 	rm -rf .devdata

@@ -203,3 +203,60 @@ def platform_client(platform_token):
     from django.conf import settings
 
     return Client(HTTP_HOST=settings.BASE_DOMAIN, HTTP_AUTHORIZATION=f"Bearer {platform_token}")
+
+
+@pytest.fixture(scope="session")
+def stripe_server(tmp_path_factory):
+    """The Stripe API the payment tests talk to, for the whole session; settings point at it.
+
+    - `make test` without STRIPE_SECRET_KEY started localstripe and set STRIPE_API_BASE: used as is.
+    - STRIPE_SECRET_KEY set (a Stripe test key, STRIPE_API_BASE unset): Stripe's test mode.
+    - Neither (pytest run some other way): a localstripe started here, on a free 127.0.0.1
+      port with its store in a temporary folder, stopped (by PID) at the end of the session.
+    Yields {"api_base", "secret_key", "webhook_secret"}."""
+    import secrets
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings
+
+    from saasops.devstack import LOCAL_STRIPE_KEY, _set_pdeathsig
+
+    names = ("PAYMENT_GATEWAY", "STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET")
+    saved = {name: getattr(settings, name) for name in names}
+    proc = None
+    if not settings.STRIPE_SECRET_KEY:
+        folder = tmp_path_factory.mktemp("localstripe")
+        ready = folder / "port"
+        with open(folder / "server.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "saasops.localstripe_server", "--store", str(folder / "store.pickle"),
+                 "--from-scratch", "--ready-file", str(ready)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_set_pdeathsig,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"localstripe did not start; see {folder / 'server.log'}")
+            time.sleep(0.05)
+        settings.STRIPE_API_BASE = f"http://127.0.0.1:{ready.read_text().strip()}"
+        settings.STRIPE_SECRET_KEY = LOCAL_STRIPE_KEY
+    settings.PAYMENT_GATEWAY = "stripe"
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        settings.STRIPE_WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(16)
+    yield {
+        "api_base": settings.STRIPE_API_BASE,
+        "secret_key": settings.STRIPE_SECRET_KEY,
+        "webhook_secret": settings.STRIPE_WEBHOOK_SECRET,
+    }
+    for name, value in saved.items():
+        setattr(settings, name, value)
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

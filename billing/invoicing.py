@@ -263,24 +263,32 @@ def invoice_draft(
             )
             subtotal -= note.amount
             applied.append(note)
-    if not lines:
+    if not any(line.amount for line in lines):
+        # Nothing is due (free plan, or a yearly plan between fee months with no overage):
+        # no invoice for finance to wade through. The usage stays queryable as always.
         return None
     profile = BillingProfile.objects.filter(tenant_id=sub.tenant_id).first()
     tax = tax_line(taxable=subtotal, rate=profile.tax_rate if profile else Decimal(0))
     if tax is not None:
         lines.append(tax)
-    previous = (
+    last = (
         Invoice.objects.filter(tenant_id=sub.tenant_id, kind=InvoiceKind.PERIOD, period_end__lte=period_start)
         .exclude(status=InvoiceStatus.VOID)
         .order_by("-period_start")
-        .values_list("total", flat=True)
         .first()
     )
+    previous = last.total if last is not None else None
     total = subtotal + (tax.amount if tax else 0)
+    # A yearly fee makes every twelfth invoice jump by design: compare yearly plans without it.
+    yearly = sub.interval == "yearly"
+    compare_now = total - (base_total if yearly else 0)
+    compare_before = previous
+    if yearly and last is not None:
+        compare_before = last.total - sum(last.lines.filter(kind=LineKind.BASE).values_list("amount", flat=True))
     swing = (
-        previous is not None
-        and abs(total - previous) >= SWING_MIN_MINOR
-        and (previous == 0 or abs(Decimal(total - previous)) / Decimal(previous) > SWING_RATIO)
+        compare_before is not None
+        and abs(compare_now - compare_before) >= SWING_MIN_MINOR
+        and (compare_before == 0 or abs(Decimal(compare_now - compare_before)) / Decimal(compare_before) > SWING_RATIO)
     )
     try:
         with transaction.atomic():
@@ -324,7 +332,8 @@ def invoice_draft(
 
 
 def _next_number(series: str, year: int) -> str:
-    sequence, _ = InvoiceSequence.objects.select_for_update().get_or_create(series=series)
+    """The next number of the series for the year (numbering restarts each year)."""
+    sequence, _ = InvoiceSequence.objects.select_for_update().get_or_create(series=f"{series}-{year}")
     number = sequence.next_number
     InvoiceSequence.objects.filter(pk=sequence.pk).update(next_number=number + 1)
     return f"{series}-{year}-{number:06d}"
@@ -367,6 +376,14 @@ def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoic
     locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if locked.status not in (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED, InvoiceStatus.PAYMENT_FAILED):
         raise ValidationError(f"Invoice {locked} is {locked.get_status_display().lower()} and cannot be voided.")
+    # Its credit notes stay owed to the customer (deducted from a later invoice), so voiding
+    # the whole charge as well would credit them twice: credit the rest instead.
+    notes = list(CreditNote.objects.filter(invoice=locked).order_by("pk").values_list("number", flat=True))
+    if notes:
+        raise ValidationError(
+            f"Invoice {locked} has credit notes ({', '.join(notes)}) and cannot be voided; "
+            "issue a credit note for the rest instead."
+        )
     locked.status = InvoiceStatus.VOID
     locked.voided_at = timezone.now()
     locked.void_reason = reason[:500]

@@ -62,6 +62,18 @@ def _fmt_qty(value: Decimal) -> str:
     return f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"
 
 
+def _fmt_number(value: Decimal) -> str:
+    """20.0000 -> "20", 12.50 -> "12.5": never the exponent form ("2E+1") normalize() alone gives."""
+    return f"{value.normalize():f}"
+
+
+def _fmt_price(value: Decimal) -> str:
+    """At least two decimals, more when the price has them: 0.5 -> "0.50", 0.0025 -> "0.0025"."""
+    exponent = value.normalize().as_tuple().exponent
+    decimals = max(2, -exponent if isinstance(exponent, int) else 0)
+    return f"{value:.{decimals}f}"
+
+
 def _date(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%d")
 
@@ -149,7 +161,7 @@ def usage_line(
             kind=LineKind.USAGE,
             description=(
                 f"{description_prefix}{_fmt_qty(used)} {words} used, {_fmt_qty(included or Decimal(0))} included: "
-                f"{_fmt_qty(overage)} over at {price:.2f}{unit}"
+                f"{_fmt_qty(overage)} over at {_fmt_price(price)}{unit}"
             ),
             amount=to_minor(packages * price, currency),
             quantity=packages,
@@ -181,7 +193,7 @@ def discount_line(
         return None
     if percent_off is not None:
         off = int((Decimal(base_amount) * percent_off / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-        text = f"Discount {code}: {percent_off.normalize()}% off the plan fee"
+        text = f"Discount {code}: {_fmt_number(percent_off)}% off the plan fee"
     else:
         off = min(int(amount_off or 0), base_amount)
         text = f"Discount {code}: off the plan fee"
@@ -196,7 +208,7 @@ def tax_line(*, taxable: int, rate: Decimal) -> LineSpec | None:
     amount = int((Decimal(taxable) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     return LineSpec(
         kind=LineKind.TAX,
-        description=f"Tax at {(rate * 100).normalize()}%",
+        description=f"Tax at {_fmt_number(rate * 100)}%",
         amount=amount,
         quantity=Decimal(1),
         unit_price=rate,

@@ -123,6 +123,11 @@ def tenant_provision(
         record(ProvisioningAttempt.Outcome.FAILED, error=f"IntegrityError: {exc}")
         raise ValidationError({"slug": [f"The address “{slug}” was just taken; choose another."]}) from exc
     except ValidationError as exc:
+        # "address taken" may be the concurrent call with the same key that just committed.
+        winner = Tenant.objects.filter(provisioning_key=key).first()
+        if winner is not None:
+            record(ProvisioningAttempt.Outcome.EXISTING, winner)
+            return winner
         record(ProvisioningAttempt.Outcome.FAILED, error="; ".join(exc.messages))
         raise
     except Exception as exc:

@@ -105,6 +105,8 @@ def parse_body(raw: bytes) -> list[Any]:
 
 
 def _quantity(value: Any, name: str, maximum: float, integer: bool) -> tuple[float | None, str | None]:
+    if type(value) is int and 0 <= value <= maximum:  # the usual case, decided at once
+        return value, None
     if value is NON_FINITE:
         return None, f"{name} must be a finite number, not NaN or Infinity."
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -121,6 +123,8 @@ def _quantity(value: Any, name: str, maximum: float, integer: bool) -> tuple[flo
 
 
 def _text(value: Any, name: str) -> tuple[str, str | None]:
+    if type(value) is str and len(value) <= MAX_TEXT_LENGTH and not _CONTROL_RE.search(value):
+        return value, None
     if value is None:
         return "", None
     if not isinstance(value, str):
@@ -136,10 +140,19 @@ def _contains_non_finite(value: Any) -> bool:
     if value is NON_FINITE:
         return True
     if isinstance(value, dict):
-        return any(_contains_non_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_contains_non_finite(v) for v in value)
+        values: Any = value.values()
+    elif isinstance(value, list):
+        values = value
+    else:
+        return False
+    for v in values:  # noqa: SIM110 - a plain loop (no generator): this runs for every event
+        if v is NON_FINITE or (isinstance(v, (dict, list)) and _contains_non_finite(v)):
+            return True
     return False
+
+
+# json.dumps(props, separators=(",", ":"), ensure_ascii=False), without building an encoder per call.
+_props_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -203,7 +216,7 @@ def validate(index: int, raw: Any, ctx: Context) -> Event | Rejection:
         return Rejection(index, event_id, "invalid_properties", '"properties" must be a JSON object.')
     if _contains_non_finite(props):
         return Rejection(index, event_id, "invalid_quantity", "Quantities must be finite numbers, not NaN or Infinity.")
-    props_json = json.dumps(props, separators=(",", ":"), ensure_ascii=False)
+    props_json = _props_json(props)
     if len(props_json) > MAX_PROPERTIES_BYTES:
         return Rejection(
             index,

@@ -35,6 +35,7 @@ _GATE_LUA = """
 local now = tonumber(ARGV[1]); local rps = tonumber(ARGV[2]); local burst = tonumber(ARGV[3])
 local qty = tonumber(ARGV[4]); local limit = tonumber(ARGV[5]); local block = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then return {'0', ''} end
 local b = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens = tonumber(b[1]); local ts = tonumber(b[2])
 if tokens == nil then tokens = burst; ts = now end
@@ -117,9 +118,19 @@ def _upgrade_for(plan: Plan | None, resource: str, included: int | None) -> dict
     return None
 
 
-def gate_info(slug: str) -> dict[str, Any] | None:
-    """What the gate needs about a tenant, cached in Redis and dropped on every change."""
-    cached = redis_client().get(_info_key(slug))
+FETCH: Any = object()  # "read it from Redis now" (the default of the `cached` arguments below)
+
+
+def gate_info_key(slug: str) -> str:
+    return _info_key(slug)
+
+
+def gate_info(slug: str, cached: Any = FETCH) -> dict[str, Any] | None:
+    """What the gate needs about a tenant, cached in Redis and dropped on every change.
+    `cached`: the value of gate_info_key(slug) if the caller has just read it (with other
+    keys, in one round trip), None if it was missing."""
+    if cached is FETCH:
+        cached = redis_client().get(_info_key(slug))
     if cached is not None:
         return json.loads(cached) or None
     tenant = Tenant.objects.customers().select_related("plan").filter(slug=slug).first()
@@ -169,9 +180,13 @@ def recorded_ensure(*, tenant_id: int, meter: str, start: datetime, end: datetim
     redis_client().set(key, str(total), ex=_ttl(end), nx=True)
 
 
-def counters_apply(deltas: dict[tuple[int, datetime, str], tuple[str, float]]) -> None:
+def counters_apply(
+    deltas: dict[tuple[int, datetime, str], tuple[str, float]], slugs: dict[int, str] | None = None
+) -> None:
     """Move the `recorded` counters after an ingest commit; raise alerts on threshold crossings.
-    A counter that does not exist yet is left alone (rebuilt from the database when needed)."""
+    A counter that does not exist yet is left alone (rebuilt from the database when needed).
+    `slugs` (tenant id -> slug), when given, lets a move that crosses no alert threshold skip
+    the alert check (and its queries) altogether."""
     global _apply_script
     if not deltas:
         return
@@ -182,13 +197,25 @@ def counters_apply(deltas: dict[tuple[int, datetime, str], tuple[str, float]]) -
     for (tenant_id, start, meter), (op, value) in items:
         _apply_script(keys=[_period_key("usage", tenant_id, start, meter)], args=[op, repr(value)], client=pipe)
     results = pipe.execute()
-    from metering.alerts import alerts_check
+    from metering.alerts import THRESHOLDS, alerts_check
 
+    infos: dict[int, dict[str, Any] | None] = {}
     for ((tenant_id, start, meter), (op, value)), new in zip(items, results, strict=True):
         if new is None:
             continue
         before = float(new) - value if op == "add" else 0.0
-        alerts_check(tenant_id=tenant_id, meter_code=meter, period_start=start, before=before, after=float(new))
+        after = float(new)
+        slug = (slugs or {}).get(tenant_id)
+        if slug is not None:
+            if tenant_id not in infos:
+                infos[tenant_id] = gate_info(slug)
+            limit = (infos[tenant_id] or {}).get("limits", {}).get(meter)
+            if not limit or not limit["included"]:
+                continue
+            included = int(limit["included"])
+            if not any(before < included * t / 100 <= after for t in THRESHOLDS):
+                continue
+        alerts_check(tenant_id=tenant_id, meter_code=meter, period_start=start, before=before, after=after)
 
 
 def counter_value(*, tenant_id: int, meter: str, start: datetime) -> float:
@@ -210,11 +237,13 @@ def _error(status: int, code: str, message: str, **details: Any) -> GateDecision
     return GateDecision(status, body)
 
 
-def gate_check(*, slug: str, meter: str, quantity: int, now: datetime | None = None) -> GateDecision:
+def gate_check(
+    *, slug: str, meter: str, quantity: int, now: datetime | None = None, info_cached: Any = FETCH
+) -> GateDecision:
     """May the tenant use `quantity` of `meter` now? 200 allowed (maybe as billed overage),
     429 rate limited, 402 hard quota reached, 403 tenant suspended/cancelled, 404/400 bad ask."""
     global _gate_script
-    info = gate_info(slug)
+    info = gate_info(slug, info_cached)
     if info is None:
         return _error(404, "unknown_tenant", f"No tenant with slug {slug!r}.")
     if info["status"] in BLOCKED_STATUSES:
@@ -228,27 +257,35 @@ def gate_check(*, slug: str, meter: str, quantity: int, now: datetime | None = N
     start, end = period_bounds(anchor=info["anchor"], at=now)
     limit = info["limits"].get(meter)
     hard = bool(limit and limit["included"] is not None and limit["on_exceed"] == LimitAction.BLOCK)
-    if limit and limit["aggregation"] in (Aggregation.COUNT, Aggregation.SUM, Aggregation.MAX, Aggregation.LATEST):
-        recorded_ensure(tenant_id=info["id"], meter=meter, start=start, end=end)
+    # The `recorded` counter must exist for a limited meter; the script says when it does not
+    # (touching nothing), and is run again once it has been rebuilt from the database.
+    needs_recorded = bool(
+        limit and limit["aggregation"] in (Aggregation.COUNT, Aggregation.SUM, Aggregation.MAX, Aggregation.LATEST)
+    )
     if _gate_script is None:
         _gate_script = _script(_GATE_LUA)
-    code, value = _gate_script(
-        keys=[
-            f"saasops:bucket:{info['id']}",
-            _period_key("admitted", info["id"], start, meter),
-            _period_key("usage", info["id"], start, meter),
-        ],
-        args=[
-            repr(time.time()),
-            info["rps"],
-            info["burst"],
-            quantity,
-            limit["included"] if hard and limit else -1,
-            1 if hard else 0,
-            _ttl(end),
-        ],
-    )
+    keys = [
+        f"saasops:bucket:{info['id']}",
+        _period_key("admitted", info["id"], start, meter),
+        _period_key("usage", info["id"], start, meter),
+    ]
+    args = [
+        repr(time.time()),
+        info["rps"],
+        info["burst"],
+        quantity,
+        limit["included"] if hard and limit else -1,
+        1 if hard else 0,
+        _ttl(end),
+        1 if needs_recorded else 0,
+    ]
+    code, value = _gate_script(keys=keys, args=args)
     code = int(code)
+    if code == 0:
+        recorded_ensure(tenant_id=info["id"], meter=meter, start=start, end=end)
+        args[0], args[-1] = repr(time.time()), 0
+        code, value = _gate_script(keys=keys, args=args)
+        code = int(code)
     if code == 429:
         wait = max(1, math.ceil(float(value)))
         decision = _error(

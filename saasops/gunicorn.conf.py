@@ -1,13 +1,27 @@
-"""gunicorn settings (`gunicorn -c saasops/gunicorn.conf.py saasops.wsgi:application`).
+"""gunicorn settings: `gunicorn -c saasops/gunicorn.conf.py` (no app argument needed).
 
-WEB_CONCURRENCY sets the number of worker processes (default: 2 per core, at least 2).
+Measured on a 2-core machine (docs/BENCHMARKS.md, "Metering"):
+- the app is saasops.fastpath:application: Django, with the hot platform endpoints
+  (POST /api/v1/gate, POST /api/v1/events) answered without the middleware stack;
+- gthread workers with keep-alive: a product backend calling the gate thousands of times a
+  second keeps its connections open (a new TCP connection per request cost ~0.3 ms of CPU
+  on each side), and a worker's threads overlap one request's database wait with another's
+  Python work;
+- WEB_CONCURRENCY processes (default: one per core, at least 2) x GUNICORN_THREADS threads
+  (default 4).
 """
 
 import multiprocessing
 import os
 
+wsgi_app = "saasops.fastpath:application"
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count() * 2)))
-worker_class = "sync"
+workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+keepalive = 5
 timeout = 30
 graceful_timeout = 20
+# The control socket's default path is per user, not per server: two servers on one machine
+# (a deploy and a benchmark, say) would fight over it.
+control_socket_disable = True

@@ -31,6 +31,17 @@ try:
     DEFAULT_FROM_EMAIL = E.get_str("DEFAULT_FROM_EMAIL", "saasops <noreply@localhost>")
     _SSL_REDIRECT = E.get_bool("SECURE_SSL_REDIRECT", True)
     CELERY_WORKER_HEARTBEAT_MAX_AGE = E.get_int("CELERY_WORKER_HEARTBEAT_MAX_AGE", 120, minimum=5)
+    # Payments (docs/PAYMENTS.md). Collection without a key fails loudly at use, never silently.
+    PAYMENT_GATEWAY = E.get_str("PAYMENT_GATEWAY", "stripe", choices=("stripe", "offline"))
+    STRIPE_SECRET_KEY = E.get_str("STRIPE_SECRET_KEY", "")
+    if STRIPE_SECRET_KEY and not STRIPE_SECRET_KEY.startswith(("sk_", "rk_")):
+        raise E.ConfigError("STRIPE_SECRET_KEY must be a Stripe secret key (sk_… or rk_…)")
+    STRIPE_WEBHOOK_SECRET = E.get_str("STRIPE_WEBHOOK_SECRET", "")
+    if STRIPE_WEBHOOK_SECRET and not STRIPE_WEBHOOK_SECRET.startswith("whsec_"):
+        raise E.ConfigError("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)")
+    STRIPE_API_BASE = E.get_str("STRIPE_API_BASE", "").rstrip("/")
+    if STRIPE_API_BASE and not STRIPE_API_BASE.startswith(("http://", "https://")):
+        raise E.ConfigError(f"STRIPE_API_BASE={STRIPE_API_BASE!r} must be an http:// or https:// URL")
 except E.ConfigError as error:
     E.fail(error)
 
@@ -54,6 +65,7 @@ SHARED_APPS = [
     "metering",
     "billing",
     "lifecycle",
+    "operations",
 ]
 # Tenant schemas: what belongs to the customer alone (dropped with the schema).
 TENANT_APPS = [
@@ -262,6 +274,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.server": {"level": "INFO"},
+        "stripe": {"level": "WARNING"},  # stripe-python logs every API call at INFO
     },
 }
 
@@ -269,3 +282,77 @@ SAASOPS_VERSION = "0.1.0"
 
 # Event batches are up to 8 MiB (1,000 events); the ingest view enforces its own limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# --- Accounts (allauth) -----------------------------------------------------------------------
+# django-allauth runs sign-in, sign-out, password reset, email addresses and the rate limits
+# (kept in Redis through the cache). Signup is our own view (lifecycle/views/public.py):
+# a signup makes a workspace, so allauth's own signup page is closed (lifecycle/accounts.py).
+# Sessions stay host-only (above); a tenant host admits only its members (the adapter).
+SHARED_APPS += ["allauth", "allauth.account"]
+INSTALLED_APPS += ["allauth", "allauth.account"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "allauth.account.middleware.AccountMiddleware",
+)
+AUTHENTICATION_BACKENDS += ["allauth.account.auth_backends.AuthenticationBackend"]
+ACCOUNT_ADAPTER = "lifecycle.accounts.AccountAdapter"
+ACCOUNT_FORMS = {"login": "lifecycle.accounts.SignInForm"}
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
+ACCOUNT_UNIQUE_EMAIL = True
+# Workspace access needs a verified signup (membership is only made after the link is
+# clicked); members added by staff or the demo data have no allauth address row, so login
+# itself does not insist on one.
+ACCOUNT_EMAIL_VERIFICATION = "optional"
+ACCOUNT_SESSION_REMEMBER = True
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "saasops: "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
+# Rate limits (Redis): "amount/period/per", per = ip | key (the email address) | user.
+ACCOUNT_RATE_LIMITS = {
+    # Workspace creation through /signup/: at most 3 an hour per IP, 3 an hour per email.
+    "signup": "3/h/ip,3/h/key",
+    "login": "30/m/ip",
+    # Failed sign-ins: 10 a minute per IP, 5 per 5 minutes per account.
+    "login_failed": "10/m/ip,5/5m/key",
+    "reset_password": "5/m/ip,3/h/key",
+    "reset_password_from_key": "20/m/ip",
+    "confirm_email": "1/3m/key",
+    "change_password": "5/m/user",
+    "manage_email": "10/m/user",
+    "reauthenticate": "10/m/user",
+}
+# Behind a proxy, set how many hops to trust so the limits see the client's address
+# (docs/LIFECYCLE.md); the default trusts none and uses REMOTE_ADDR.
+ALLAUTH_TRUSTED_PROXY_COUNT = 0
+
+# --- Lifecycle (signup, trials, retention) ------------------------------------------------
+LIFECYCLE_VERIFY_LINK_MAX_AGE = 24 * 3600  # seconds a signup's verification link works
+LIFECYCLE_HANDOFF_TTL = 60  # seconds a hand-off token (public host -> tenant host) works
+LIFECYCLE_TRIAL_REMINDER_DAYS = (3, 1)  # reminder emails this many days before a trial ends
+LIFECYCLE_RETENTION_DAYS = 30  # days a cancelled workspace's data is kept before deletion
+
+# --- Monitoring and alerts (docs/METRICS.md, saasops/metrics.py) ------------------------------
+# /metrics is open in DEBUG; otherwise it answers a Bearer METRICS_TOKEN or a client address
+# inside METRICS_ALLOWED_NETWORKS. Alert thresholds are data (admin → Alert thresholds).
+try:
+    METRICS_TOKEN = E.get_str("METRICS_TOKEN", "")
+    if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+        raise E.ConfigError("METRICS_TOKEN must be at least 24 characters")
+    METRICS_ALLOWED_NETWORKS = [n.strip() for n in E.get_str("METRICS_ALLOWED_NETWORKS", "").split(",") if n.strip()]
+    for _network in METRICS_ALLOWED_NETWORKS:
+        try:
+            __import__("ipaddress").ip_network(_network, strict=False)
+        except ValueError:
+            raise E.ConfigError(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.0.0.0/8)") from None
+    ALERT_EMAIL_TO = [a.strip() for a in E.get_str("ALERT_EMAIL_TO", "").split(",") if a.strip()]
+    for _address in ALERT_EMAIL_TO:
+        if "@" not in _address:
+            raise E.ConfigError(f"ALERT_EMAIL_TO: {_address!r} is not an email address")
+except E.ConfigError as error:
+    E.fail(error)
+METRICS_FLUSH_INTERVAL = 1.0  # seconds a process buffers its counts before writing them to Redis
+READINESS_MIN_ACTIVE_TENANTS = 10
+READINESS_SKIP_CHECKS: list[str] = []  # check codes the scheduled audit records as skipped

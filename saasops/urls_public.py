@@ -1,12 +1,10 @@
 """URLs of the public host: site, staff sign-in, admin, platform API, API docs."""
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from saasops import views
-from tenants.auth import SignInForm
 
 admin.site.site_header = "saasops operations"
 admin.site.site_title = "saasops"
@@ -14,11 +12,13 @@ admin.site.index_title = "Tenants, usage, billing"
 
 urlpatterns = [
     path("", views.public_home, name="public-home"),
-    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("lifecycle.urls_accounts")),
+    path("", include("lifecycle.urls_public")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("metering.urls_platform")),
+    path("billing/", include("billing.urls_public")),
+    path("", include("operations.urls")),  # /metrics (saasops/metrics.py)
     # One document for both hosts' APIs (the default would read only the tenant host's URLs).
     path(
         "api/schema/",

@@ -158,7 +158,7 @@ def tenant_plan_change(*, tenant: Tenant, plan: Plan, actor: User | None = None,
 
 
 # Staff roles. Support runs tenants day to day but cannot touch money or pricing;
-# finance reads tenants and owns pricing (and, later, invoices) but cannot change config.
+# finance reads tenants and owns pricing and invoices but cannot change config.
 STAFF_GROUPS: dict[str, list[str]] = {
     "support": [
         "tenants.view_tenant",
@@ -178,6 +178,21 @@ STAFF_GROUPS: dict[str, list[str]] = {
         "tenants.change_shardmove",
         "tenants.view_user",
         "lifecycle.view_provisioningattempt",
+        # Invoices and subscriptions to answer customers' questions; no money changes.
+        "billing.view_invoice",
+        "billing.view_invoiceline",
+        "billing.view_creditnote",
+        "billing.view_billingprofile",
+        "billing.view_subscription",
+        "billing.view_stripeevent",
+        "billing.view_paymentattempt",
+        # Operations: readiness audits (run and read), usage and alerts.
+        "operations.view_readinessrun",
+        "operations.add_readinessrun",
+        "operations.view_readinessresult",
+        "metering.view_usageevent",
+        "metering.view_usagealert",
+        "metering.view_meter",
     ],
     "finance": [
         "tenants.view_tenant",
@@ -193,6 +208,40 @@ STAFF_GROUPS: dict[str, list[str]] = {
         "tenants.delete_planlimit",
         "tenants.view_tenantconfigversion",
         "tenants.view_user",
+        # Invoice review: approving and voiding are `change_invoice`, credit notes `add_creditnote`.
+        "billing.view_invoice",
+        "billing.change_invoice",
+        "billing.view_invoiceline",
+        "billing.view_creditnote",
+        "billing.add_creditnote",
+        "billing.view_billingprofile",
+        "billing.change_billingprofile",
+        "billing.view_subscription",
+        "billing.view_coupon",
+        "billing.add_coupon",
+        "billing.change_coupon",
+        "billing.view_discount",
+        "billing.add_discount",
+        "billing.change_discount",
+        "billing.delete_discount",
+        "billing.view_stripeevent",
+        "billing.view_paymentattempt",
+        "billing.view_dunningpolicy",
+        "billing.change_dunningpolicy",
+        # Cost: the price book, provider bills, reconciliation, business metrics.
+        "metering.view_pricebookentry",
+        "metering.add_pricebookentry",
+        "metering.view_usageevent",
+        "metering.view_meter",
+        "operations.view_providerbill",
+        "operations.add_providerbill",
+        "operations.view_billline",
+        "operations.view_reconciliationrun",
+        "operations.add_reconciliationrun",
+        "operations.view_reconciliationitem",
+        "operations.view_tenantreconciliation",
+        "operations.view_metricssnapshot",
+        "operations.add_metricssnapshot",
     ],
 }
 

@@ -1,7 +1,7 @@
 """Event ingest over HTTP: accepted / duplicate / rejected per event, body errors, cost."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -91,7 +91,7 @@ def test_same_id_in_two_tenants_is_two_events(platform_client, tenant_a, tenant_
         (lambda e: e.update(id="bad\nid"), "invalid_id"),
         (lambda e: e.update(id=17), "invalid_id"),
         (lambda e: e.update(timestamp="yesterday"), "invalid_timestamp"),
-        (lambda e: e.update(timestamp="2026-11-23T10:00:00"), "invalid_timestamp"),
+        (lambda e: e.update(timestamp="2026-11-23T10:00:00"), "invalid_timestamp"),  # no time zone
         (lambda e: e.update(timestamp=(timezone.now() + timedelta(minutes=6)).isoformat()), "timestamp_in_future"),
         (lambda e: e.update(timestamp=(timezone.now() - timedelta(days=91)).isoformat()), "timestamp_too_old"),
         (lambda e: e["properties"].update(input_tokens=-1), "invalid_quantity"),
@@ -198,15 +198,15 @@ def test_unpriced_model_is_flagged_not_zero_silently(platform_client, tenant_a):
 def test_price_in_force_at_event_time(platform_client, tenant_a):
     from metering.pricing import price_entry_create
 
+    change = (timezone.now() - timedelta(days=10)).replace(hour=0, minute=0, second=0, microsecond=0)
     price_entry_create(
-        model="gpt-4o", input_per_million=Decimal("5"), output_per_million=Decimal("20"),
-        effective_from=datetime(2026, 11, 1, tzinfo=UTC),
+        model="gpt-4o", input_per_million=Decimal("5"), output_per_million=Decimal("20"), effective_from=change,
     )  # fmt: skip
     from metering import pricing
 
     pricing._cached = None  # the version bump happens on commit; this test never commits
-    before = event("p-old", timestamp="2026-10-31T23:59:00+00:00")
-    after = event("p-new", timestamp="2026-11-01T00:00:00+00:00")
+    before = event("p-old", timestamp=(change - timedelta(minutes=1)).isoformat())
+    after = event("p-new", timestamp=change.isoformat())
     post(platform_client, [before, after])
     costs = dict(UsageEvent.objects.filter(tenant=tenant_a, event_id__startswith="p-").values_list("event_id", "cost"))
     assert costs["p-old"] == Decimal("0.006")  # 1200*2.5e-6 + 300*10e-6
@@ -225,9 +225,10 @@ def test_late_event_kept_and_flagged(platform_client, tenant_a):
 
 
 def test_rollups_agree_with_events(platform_client, tenant_a):
-    ts = "2026-11-20T10:15:00+00:00"
+    hour = (timezone.now() - timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
+    ts = (hour + timedelta(minutes=15)).isoformat()
     post(platform_client, [event(f"ru-{i}", timestamp=ts, user=f"u{i % 3}", latency_ms=100 + i) for i in range(30)])
-    hourly = UsageHourly.objects.get(tenant=tenant_a, hour=datetime(2026, 11, 20, 10, tzinfo=UTC))
+    hourly = UsageHourly.objects.get(tenant=tenant_a, hour=hour)
     assert (hourly.events, hourly.input_tokens, hourly.output_tokens) == (30, 36000, 9000)
     assert hourly.cost == Decimal("0.18")  # 30 * 0.006
     assert sum(hourly.latency_hist) == 30

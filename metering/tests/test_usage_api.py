@@ -7,13 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from workspace.keys import api_key_create, api_key_revoke
 
 pytestmark = pytest.mark.django_db
 
-DAY1, DAY2 = "2026-11-20", "2026-11-21"
+# Dates relative to today (events older than 90 days are refused), inside one month.
+_base = (timezone.now() - timedelta(days=5)).date()
+if _base.day > 25:
+    _base = _base.replace(day=20)
+DAY0, DAY1, DAY2, DAY3, DAY4 = (str(_base + timedelta(days=i)) for i in range(-1, 4))
+MONTH = str(_base.replace(day=1))
+NEXT_MONTH = str((_base.replace(day=1) + timedelta(days=32)).replace(day=1))
+LONG_AGO = str(_base - timedelta(days=40))
 
 
 def q(i, tenant="tenant-a", ts=f"{DAY1}T10:15:00+00:00", **props):
@@ -39,7 +47,7 @@ def get(client, path, **params):
 
 
 def test_platform_usage_by_model_per_day(platform_client, usage):
-    body = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": "2026-11-22",
+    body = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": DAY3,
                "granularity": "day", "group_by": "model"}).json()  # fmt: skip
     # gpt-4o: 1000*2.5e-6 + 100*10e-6 = 0.0035 per query; gpt-4o-mini: 1000*0.15e-6 + 100*0.6e-6 = 0.00021
     one = {"queries": 1, "input_tokens": 1000, "output_tokens": 100}
@@ -51,7 +59,7 @@ def test_platform_usage_by_model_per_day(platform_client, usage):
 
 
 def test_platform_usage_by_meter_month(platform_client, usage):
-    body = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": "2026-11-01", "to": "2026-12-01",
+    body = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": MONTH, "to": NEXT_MONTH,
                "granularity": "month", "group_by": "meter"}).json()  # fmt: skip
     values = {row["meter"]: row["value"] for row in body["data"]}
     assert values == {
@@ -64,27 +72,27 @@ def test_platform_usage_by_meter_month(platform_client, usage):
 
 
 def test_usage_by_user_and_department(platform_client, usage):
-    by_user = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": "2026-11-22",
+    by_user = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": DAY3,
                   "granularity": "month", "group_by": "user"}).json()["data"]  # fmt: skip
     assert {(r["user"], r["queries"]) for r in by_user} == {("ana", 1), ("bo", 2)}
-    by_dept = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": "2026-11-22",
+    by_dept = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": DAY3,
                   "granularity": "hour", "group_by": "department"}).json()["data"]  # fmt: skip
     assert [(r["period"], r["department"]) for r in by_dept] == [
-        ("2026-11-20T10:00:00Z", "legal"),
-        ("2026-11-20T11:00:00Z", "sales"),
-        ("2026-11-21T09:00:00Z", "legal"),
+        (f"{DAY1}T10:00:00Z", "legal"),
+        (f"{DAY1}T11:00:00Z", "sales"),
+        (f"{DAY2}T09:00:00Z", "legal"),
     ]
 
 
 def test_hourly_by_user_reads_raw_events_for_short_ranges(platform_client, usage):
-    rows = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": "2026-11-22",
+    rows = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": DAY3,
                "granularity": "hour", "group_by": "user"}).json()["data"]  # fmt: skip
     assert [(r["period"], r["user"]) for r in rows] == [
-        ("2026-11-20T10:00:00Z", "ana"),
-        ("2026-11-20T11:00:00Z", "bo"),
-        ("2026-11-21T09:00:00Z", "bo"),
+        (f"{DAY1}T10:00:00Z", "ana"),
+        (f"{DAY1}T11:00:00Z", "bo"),
+        (f"{DAY2}T09:00:00Z", "bo"),
     ]
-    long = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": "2026-10-01", "to": "2026-11-22",
+    long = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": LONG_AGO, "to": DAY3,
                "granularity": "hour", "group_by": "user"})  # fmt: skip
     assert long.status_code == 400
     assert "at most 7 days" in long.json()["error"]["message"]
@@ -97,8 +105,8 @@ def test_hourly_by_user_reads_raw_events_for_short_ranges(platform_client, usage
         ({"group_by": "planet"}, "group_by must be one of"),
         ({"from": "yesterday"}, "`from` must be a date"),
         ({"from": "2026-11-20T10:00:00"}, "needs a time zone"),
-        ({"from": "2026-11-22", "to": "2026-11-20"}, "`to` must be after `from`"),
-        ({"from": "2020-01-01", "to": "2026-11-20"}, "at most 800 days"),
+        ({"from": DAY3, "to": DAY1}, "`to` must be after `from`"),
+        ({"from": "2020-01-01", "to": DAY1}, "at most 800 days"),
     ],
 )
 def test_bad_usage_queries_are_400(platform_client, params, message):
@@ -135,11 +143,7 @@ def key_for(tenant, scopes=("read_usage",)):
 
 
 def test_member_reads_own_usage(client_for, tenant_a, owner_a, usage):
-    body = (
-        client_for(tenant_a, owner_a)
-        .get("/api/v1/usage", {"from": DAY1, "to": "2026-11-22", "group_by": "model"})
-        .json()
-    )
+    body = client_for(tenant_a, owner_a).get("/api/v1/usage", {"from": DAY1, "to": DAY3, "group_by": "model"}).json()
     assert body["tenant"] == "tenant-a"
     assert sum(r["queries"] for r in body["data"]) == 3
 
@@ -147,7 +151,7 @@ def test_member_reads_own_usage(client_for, tenant_a, owner_a, usage):
 def test_api_key_reads_own_usage_and_revoke_is_immediate(client_for, tenant_a, usage):
     key, raw = key_for(tenant_a)
     client = client_for(tenant_a)
-    ok = client.get("/api/v1/usage", {"from": DAY1, "to": "2026-11-22"}, HTTP_AUTHORIZATION=f"Bearer {raw}")
+    ok = client.get("/api/v1/usage", {"from": DAY1, "to": DAY3}, HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert ok.status_code == 200
     with schema_context(tenant_a.schema_name):
         api_key_revoke(key=key)
@@ -183,32 +187,28 @@ def test_anonymous_and_platform_token_refused_on_tenant_api(client_for, tenant_a
 
 
 def test_usage_csv_one_row_per_day_with_zero_days(client_for, tenant_a, owner_a, usage):
-    response = client_for(tenant_a, owner_a).get("/api/v1/usage.csv", {"from": "2026-11-19", "to": "2026-11-23"})
+    response = client_for(tenant_a, owner_a).get("/api/v1/usage.csv", {"from": DAY0, "to": DAY4})
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0] == ["date", "query_count", "tokens", "cost_usd", "latency_p95_ms"]
-    assert [r[0] for r in rows[1:]] == ["2026-11-19", "2026-11-20", "2026-11-21", "2026-11-22"]
+    assert [r[0] for r in rows[1:]] == [DAY0, DAY1, DAY2, DAY3]
     by_day = {r[0]: r for r in rows[1:]}
-    assert by_day["2026-11-19"] == ["2026-11-19", "0", "0", "0.000000", ""]
-    assert by_day["2026-11-20"][1:4] == ["2", "2200", "0.003710"]
+    assert by_day[DAY0] == [DAY0, "0", "0", "0.000000", ""]
+    assert by_day[DAY1][1:4] == ["2", "2200", "0.003710"]
     # two queries, 200 ms and 900 ms: the p95 estimate lies in the bucket holding 900 ms
     from metering.latency import BOUNDS_MS, bucket_of
 
     upper = BOUNDS_MS[bucket_of(900)]
     lower = BOUNDS_MS[bucket_of(900) - 1]
     assert (lower, upper) == (819, 942)
-    assert lower < float(by_day["2026-11-20"][4]) <= upper
-    assert by_day["2026-11-21"][1:3] == ["1", "1100"]
+    assert lower < float(by_day[DAY1][4]) <= upper
+    assert by_day[DAY2][1:3] == ["1", "1100"]
 
 
 def test_usage_rows_are_per_tenant(platform_client, usage):
-    a = get(
-        platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": "2026-11-22", "group_by": "model"}
-    )
-    b = get(
-        platform_client, "/api/v1/tenants/tenant-b/usage", **{"from": DAY1, "to": "2026-11-22", "group_by": "model"}
-    )
+    a = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": DAY3, "group_by": "model"})
+    b = get(platform_client, "/api/v1/tenants/tenant-b/usage", **{"from": DAY1, "to": DAY3, "group_by": "model"})
     assert sum(r["input_tokens"] for r in a.json()["data"]) == 3000
     assert sum(r["input_tokens"] for r in b.json()["data"]) == 5000
 
@@ -216,5 +216,5 @@ def test_usage_rows_are_per_tenant(platform_client, usage):
 def test_hourly_series_times_are_utc(platform_client, usage):
     rows = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": DAY1, "to": DAY2, "granularity": "hour",
                "group_by": "model"}).json()["data"]  # fmt: skip
-    assert rows[0]["period"] == "2026-11-20T10:00:00Z"
+    assert rows[0]["period"] == f"{DAY1}T10:00:00Z"
     assert datetime.fromisoformat(rows[0]["period"].replace("Z", "+00:00")).tzinfo == UTC

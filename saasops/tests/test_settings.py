@@ -13,7 +13,10 @@ GOOD = {"DATABASE_URL": "postgresql://u@db.internal:5432/saasops", "REDIS_URL": 
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")}
+    # Only what this test sets: nothing of the test run's own environment (browser tests set
+    # DJANGO_ALLOW_ASYNC_UNSAFE, make test sets the servers' URLs) may leak into the check.
+    dropped = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    full_env = {k: v for k, v in os.environ.items() if k not in dropped}
     full_env.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60

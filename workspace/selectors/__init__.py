@@ -1,0 +1,1 @@
+"""Reads of the workspace pages, by topic."""

@@ -1,0 +1,1 @@
+"""Writes of the workspace pages, by topic (API keys: workspace/keys.py)."""

@@ -1,0 +1,1 @@
+"""The customer's workspace pages (tenant host), one module per page."""
