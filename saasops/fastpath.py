@@ -196,7 +196,7 @@ def _public_tenant() -> Any:
         return _state.public_tenant
     from django_tenants.utils import get_public_schema_name, get_tenant_domain_model
 
-    connection.set_schema_to_public()
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
     domain = get_tenant_domain_model().objects.select_related("tenant").filter(domain=settings.BASE_DOMAIN).first()
     tenant = domain.tenant if domain is not None else None
     if tenant is not None and tenant.schema_name != get_public_schema_name():
@@ -304,7 +304,7 @@ def _fast(route: _Route, environ: dict[str, Any], start_response: Callable[..., 
         slug = parsed.get("tenant") if isinstance(parsed, dict) else None
         if isinstance(slug, str) and slug:
             try:
-                generation, info_cached = redis_client().mget(GENERATION_KEY, gate_info_key(slug[:40]))
+                generation, info_cached = redis_client().mget(GENERATION_KEY, gate_info_key(slug[:40]))  # type: ignore[assignment]
             except Exception:  # each is read again, and fails or not, where it is used
                 generation, info_cached = None, FETCH
 
@@ -314,7 +314,7 @@ def _fast(route: _Route, environ: dict[str, Any], start_response: Callable[..., 
     # CONN_HEALTH_CHECKS would spend a `SELECT 1` round trip on the kept connection first.
     # The token query is that check here: if it fails, Django gets the request and runs its
     # own check (reconnecting) before answering it, exactly as it would have.
-    connection.health_check_done = True
+    connection.health_check_done = True  # type: ignore[attr-defined]
     try:
         tenant = _public_tenant()
         token = platform_token_authenticate(raw=raw_token, generation=generation) if tenant is not None else None
@@ -327,7 +327,7 @@ def _fast(route: _Route, environ: dict[str, Any], start_response: Callable[..., 
     request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
     context = request_id_var.set(request_id)
     try:
-        connection.set_tenant(tenant)
+        connection.set_tenant(tenant)  # type: ignore[attr-defined]
         platform_token_mark_used(token=token)
         try:
             if route.gate:
@@ -378,5 +378,5 @@ def _request(environ: dict[str, Any]) -> WSGIRequest:
     environ["wsgi.input"].seek(0)
     request = WSGIRequest(environ)
     request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
-    request.tenant = _state.public_tenant
+    request.tenant = _state.public_tenant  # type: ignore[attr-defined]
     return request

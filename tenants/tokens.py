@@ -123,7 +123,7 @@ def _generation() -> bytes | None:
         if current is None:
             redis_client().set(GENERATION_KEY, secrets.token_hex(8), nx=True)
             current = redis_client().get(GENERATION_KEY)
-        return current
+        return current  # type: ignore[return-value]
     except Exception:
         return None
 
