@@ -493,10 +493,12 @@ def machine_busy(seconds: float = 1.0) -> float:
     return (b[0] - a[0]) / seconds
 
 
-def wait_quiet(limit: float = 0.35, max_wait: float = 90, say: Callable[[str], None] = print) -> float:
-    """Wait (up to max_wait s) until the machine is nearly idle (<= `limit` cores busy): this
-    machine is shared, and a benchmark measured beside someone's test run measures that run.
-    Returns the load seen last (reported with the figures)."""
+def wait_quiet(limit: float = 0.35, max_wait: float | None = None, say: Callable[[str], None] = print) -> float:
+    """Wait (up to max_wait s, default $BENCH_QUIET_WAIT or 30) until the machine is nearly
+    idle (<= `limit` cores busy): on a shared machine a benchmark measured beside someone's
+    test run measures that run too. Returns the load seen last (reported with the figures)."""
+    if max_wait is None:
+        max_wait = float(os.environ.get("BENCH_QUIET_WAIT", "30"))
     deadline = time.monotonic() + max_wait
     busy = machine_busy()
     if busy > limit:

@@ -28,6 +28,7 @@ from metering.ingest import MAX_BODY_BYTES, BodyError, parse_body
 from metering.ledger import events_record
 from metering.quota import FETCH, gate_check
 from metering.selectors import UsageQueryError, usage_daily, usage_series
+from saasops import metrics
 from saasops.api import error_response
 from tenants.api.authentication import IsPlatformClient, PlatformTokenAuthentication
 from tenants.models import Tenant
@@ -154,6 +155,7 @@ def gate_answer(raw: bytes, body: Any = None, info_cached: Any = FETCH) -> Answe
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         return _error("invalid_quantity", f'"quantity" must be a whole number from 1 to {MAX_QUANTITY:,}.', 400)
     decision = gate_check(slug=slug[:40], meter=meter[:40], quantity=quantity, info_cached=info_cached)
+    metrics.gate_decision_record(status=decision.status, overage=bool(decision.body.get("overage")))
     headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else None
     return decision.status, decision.body, headers
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.dispatch import receiver
 from django.utils import timezone
+from redis.exceptions import NoScriptError
 
 from metering.models import Aggregation, Meter
 from metering.periods import period_bounds
@@ -194,9 +195,25 @@ def counters_apply(
         _apply_script = _script(_APPLY_LUA)
     pipe = redis_client().pipeline(transaction=False)
     items = list(deltas.items())
+    # EVALSHA by hand: a Script object in a pipeline costs a SCRIPT EXISTS round trip on every
+    # execute. A Redis that lost its scripts answers NOSCRIPT for those commands (which then
+    # did not run) and they are run again through the Script object, which loads it.
     for (tenant_id, start, meter), (op, value) in items:
-        _apply_script(keys=[_period_key("usage", tenant_id, start, meter)], args=[op, repr(value)], client=pipe)
-    results = pipe.execute()
+        pipe.evalsha(_apply_script.sha, 1, _period_key("usage", tenant_id, start, meter), op, repr(value))
+    # The tenants' gate info (their limits) rides in the same round trip.
+    tenant_ids = sorted({tenant_id for (tenant_id, _, _) in deltas if tenant_id in (slugs or {})})
+    for tenant_id in tenant_ids:
+        pipe.get(_info_key((slugs or {})[tenant_id]))
+    replies = pipe.execute(raise_on_error=False)
+    results, cached = replies[: len(items)], dict(zip(tenant_ids, replies[len(items) :], strict=True))
+    for i, ((tenant_id, start, meter), (op, value)) in enumerate(items):
+        if isinstance(results[i], NoScriptError):
+            results[i] = _apply_script(keys=[_period_key("usage", tenant_id, start, meter)], args=[op, repr(value)])
+        elif isinstance(results[i], Exception):
+            raise results[i]
+    for tenant_id, reply in cached.items():
+        if isinstance(reply, Exception):
+            cached[tenant_id] = FETCH
     from metering.alerts import THRESHOLDS, alerts_check
 
     infos: dict[int, dict[str, Any] | None] = {}
@@ -208,7 +225,7 @@ def counters_apply(
         slug = (slugs or {}).get(tenant_id)
         if slug is not None:
             if tenant_id not in infos:
-                infos[tenant_id] = gate_info(slug)
+                infos[tenant_id] = gate_info(slug, cached[tenant_id])
             limit = (infos[tenant_id] or {}).get("limits", {}).get(meter)
             if not limit or not limit["included"]:
                 continue

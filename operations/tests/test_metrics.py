@@ -193,3 +193,18 @@ def test_requests_are_counted_when_log_level_hides_access_lines(db, clean_metric
         root.removeHandler(capture)
         access.handlers, access.level, access.propagate = saved[0], saved[1], saved[2]
         root.setLevel(saved[3])
+
+
+def test_gate_answers_are_counted_by_outcome(db, public, clean_metrics, platform_client, make_tenant):
+    import json
+
+    tenant = make_tenant("free")  # 1,000 calls, hard limit
+    for quantity in (1000, 1):  # allowed, then quota exceeded
+        platform_client.post(
+            "/api/v1/gate",
+            data=json.dumps({"tenant": tenant.slug, "meter": "api_calls", "quantity": quantity}),
+            content_type="application/json",
+        )
+    samples = scrape(public)
+    assert samples["saasops_gate_decisions_total"][(("outcome", "quota_exceeded"),)] == 1
+    assert samples["saasops_gate_decisions_total"][(("outcome", "allowed"),)] == 1
