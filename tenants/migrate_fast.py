@@ -445,8 +445,17 @@ def migrate_tenant_schemas(
         report.scans.append(scan)
         report.checked = len(schemas)
         behind = [schema for schema in schemas if schema in scan.missing]
+        # A cancelled tenant without a schema was deleted after its retention period (the row
+        # is kept, anonymised, for the invoices that point at it): nothing to migrate.
+        deleted = set(
+            get_tenant_model()
+            .objects.using(using)
+            .filter(schema_name__in=scan.absent, status="cancelled")
+            .values_list("schema_name", flat=True)
+        )
         for schema in scan.absent:
-            report.failed[schema] = "schema does not exist (manage.py create_missing_schemas)"
+            if schema not in deleted:
+                report.failed[schema] = "schema does not exist (manage.py create_missing_schemas)"
         say(
             f"{'checked' if attempt == 1 else 're-checked'} {len(schemas)} tenant schemas in {scan.seconds:.2f} s "
             f"({scan.queries} queries): {len(schemas) - len(behind) - len(scan.absent)} up to date, "

@@ -39,3 +39,16 @@ def test_active_tenants_are_never_purged(make_tenant, settings):
     tenant = paying(make_tenant, "starter")
     retention_purge(now=timezone.now() + timedelta(days=365))
     assert schema_exists(tenant.schema_name) and Tenant.objects.get(pk=tenant.pk).name.startswith("Test tenant")
+
+
+def test_deleted_tenant_does_not_break_tenant_migrations(make_tenant, settings):
+    """bootstrap's `migrate_tenants` skips a deleted tenant (row kept, schema gone) instead of
+    failing every deploy after the first retention purge."""
+    from tenants.migrate_fast import migrate_tenant_schemas
+
+    tenant = paying(make_tenant, "starter")
+    subscription_cancel(tenant=tenant, actor=owner(tenant), reason="other", immediate=True)
+    retention_purge(now=timezone.now() + timedelta(days=settings.LIFECYCLE_RETENTION_DAYS, minutes=1))
+    assert not schema_exists(tenant.schema_name)
+    report = migrate_tenant_schemas(check=True, verbosity=0)
+    assert tenant.schema_name not in report.failed
