@@ -210,7 +210,8 @@ def _drop_keys(value: Any, keys: set[str]) -> Any:
 class Reply:
     status: int
     body: bytes
-    seconds: float
+    seconds: float  # from the request's due time (open loop) or its sending (closed loop)
+    service: float = 0.0  # from taking a connection to the end of the answer
 
 
 class _Conn:
@@ -323,8 +324,10 @@ async def _fixed_rate(
     async def one(i: int, due: float) -> None:
         conn = await idle.get()
         try:
+            began = loop.time()
             status, body = await conn.send(requests(i))
-            replies.append(Reply(status, body if keep_bodies else b"", loop.time() - due))
+            end = loop.time()
+            replies.append(Reply(status, body if keep_bodies else b"", end - due, end - began))
         except Exception as exc:  # counted, not fatal: the run goes on at its rate
             errors.append(f"{type(exc).__name__}: {exc}")
             conn.close()
@@ -396,9 +399,9 @@ async def _closed_loop(
     return RunResult(sent, replies, wall, 0, sum(c.connects for c in conns), errors)
 
 
-def latency_ms(replies: list[Reply]) -> dict[str, Any]:
-    """p50/p90/p95/p99/p99.9/max in milliseconds (nearest rank)."""
-    values = sorted(r.seconds * 1000 for r in replies)
+def latency_ms(replies: list[Reply], field: str = "seconds") -> dict[str, Any]:
+    """p50/p90/p95/p99/p99.9/max in milliseconds (nearest rank) of Reply.<field>."""
+    values = sorted(getattr(r, field) * 1000 for r in replies)
     if not values:
         return {"n": 0}
 

@@ -282,6 +282,8 @@ def main() -> int:
                 "client_errors": run.errors[:5],
                 "client_late_starts": run.late_starts,
                 "latency_ms": latency_ms(run.replies),
+                # Without the client's own lateness and the wait for a free connection.
+                "latency_from_send_ms": latency_ms(run.replies, "service"),
                 "cpu_cores": cpu.result,
                 "cpu_us_per_request": per_request,
                 "other_load_before_cores": quiet,

@@ -255,6 +255,19 @@ class _Body:
         signals.request_finished.send(sender=WSGIHandler)
 
 
+def prepare() -> None:
+    """Do the start-up check (it imports every URL module) and find the public tenant now,
+    not in the first requests: gunicorn calls this when a worker has loaded the app."""
+    _check()
+    if _state.routes:
+        try:
+            _public_tenant()
+        except Exception:  # the database may not be up yet: the first request looks again
+            log.warning("fast path: the public tenant could not be read at start-up", exc_info=True)
+        finally:
+            signals.request_finished.send(sender=WSGIHandler)  # closes that connection as a request would
+
+
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     if environ.get("REQUEST_METHOD") == "POST":
         if not _state.checked:
