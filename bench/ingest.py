@@ -87,7 +87,7 @@ def forget_usage(tenant_ids: list[int]) -> int:
     with connection.cursor() as cur:
         cur.execute("DELETE FROM metering_usageevent WHERE tenant_id = ANY(%s)", [tenant_ids])
         deleted = cur.rowcount
-        for table in ("metering_usagehourly", "metering_usageuserdaily", "metering_meterhourly"):
+        for table in ("metering_usagehourly", "metering_usagedaily", "metering_usageuserdaily", "metering_meterhourly"):
             cur.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [tenant_ids])
         cur.execute("DELETE FROM metering_meteruniquedaily WHERE tenant_id = ANY(%s)", [tenant_ids])
         cur.execute("DELETE FROM metering_usagealert WHERE tenant_id = ANY(%s)", [tenant_ids])
@@ -279,13 +279,15 @@ def db_counts(tenant_ids: list[int]) -> dict[str, int]:
         events = cur.fetchone()[0]
         cur.execute("SELECT coalesce(sum(events), 0) FROM metering_usagehourly WHERE tenant_id = ANY(%s)", [tenant_ids])
         hourly = int(cur.fetchone()[0])
+        cur.execute("SELECT coalesce(sum(events), 0) FROM metering_usagedaily WHERE tenant_id = ANY(%s)", [tenant_ids])
+        daily = int(cur.fetchone()[0])
         cur.execute(
             "SELECT coalesce(sum(h.value), 0) FROM metering_meterhourly h JOIN metering_meter m ON m.id = h.meter_id "
             "WHERE m.code = 'api_calls' AND h.tenant_id = ANY(%s)",
             [tenant_ids],
         )
         api_calls = int(cur.fetchone()[0])
-    return {"events": events, "hourly_events": hourly, "api_calls_meter": api_calls}
+    return {"events": events, "hourly_events": hourly, "daily_events": daily, "api_calls_meter": api_calls}
 
 
 def main() -> int:
@@ -425,7 +427,7 @@ def main() -> int:
                 and accepted == unique_sent
                 and accepted + duplicates == sent_events
                 and rejected == 0
-                and counts["hourly_events"] == counts["events"] == counts["api_calls_meter"]
+                and counts["hourly_events"] == counts["daily_events"] == counts["events"] == counts["api_calls_meter"]
             )
             results["batch"] = {
                 "clients": args.clients,
@@ -441,6 +443,7 @@ def main() -> int:
                 "stored_events_incl_warmup": counts["events"],
                 "expected_stored_incl_warmup": expected_stored,
                 "rollup_hourly_events": counts["hourly_events"],
+                "rollup_daily_events": counts["daily_events"],
                 "rollup_api_calls": counts["api_calls_meter"],
                 "exact": exact,
                 "events_per_s_stored": round(rate),

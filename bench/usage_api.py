@@ -53,7 +53,13 @@ TARGET_P95_MS = 50.0
 TENANT = "mbench-usage"
 CHECK_SQL, CHECK_LEDGER = "mbench-usage-chk-sql", "mbench-usage-chk-ledger"
 DEPARTMENTS = ["legal", "sales", "support", "engineering", "finance", "marketing", "research", "ops"]
-ROLLUP_TABLES = ("metering_usagehourly", "metering_usageuserdaily", "metering_meterhourly", "metering_meteruniquedaily")
+ROLLUP_TABLES = (
+    "metering_usagehourly",
+    "metering_usagedaily",
+    "metering_usageuserdaily",
+    "metering_meterhourly",
+    "metering_meteruniquedaily",
+)
 
 
 def ensure_tenant(slug: str) -> Any:
@@ -188,6 +194,15 @@ def sql_rollups(tenant_id: int) -> float:
             """,
             {"tenant": tenant_id, "bounds": list(latency.BOUNDS_MS), "last": latency.BUCKETS - 1},
         )
+        sums = ", ".join(f"sum(latency_hist[{i}])" for i in range(1, latency.BUCKETS + 1))
+        cur.execute(
+            "INSERT INTO metering_usagedaily (tenant_id, day, event_type, model, events, input_tokens, output_tokens, "
+            "cost, unpriced_events, late_events, latency_hist) "
+            "SELECT tenant_id, (hour AT TIME ZONE 'UTC')::date, event_type, model, sum(events), sum(input_tokens), "
+            f"sum(output_tokens), sum(cost), sum(unpriced_events), sum(late_events), ARRAY[{sums}]::bigint[] "
+            "FROM metering_usagehourly WHERE tenant_id = %s GROUP BY 1, 2, 3, 4",
+            [tenant_id],
+        )
         cur.execute(
             "INSERT INTO metering_usageuserdaily (tenant_id, day, user_ref, events, input_tokens, output_tokens, cost) "
             "SELECT tenant_id, (timestamp AT TIME ZONE 'UTC')::date, user_ref, count(*), sum(input_tokens), "
@@ -226,6 +241,8 @@ def rollup_rows(tenant_id: int) -> dict[str, list[tuple[Any, ...]]]:
 
     columns = {
         "metering_usagehourly": "hour, event_type, model, department, events, input_tokens, output_tokens, cost, "
+        "unpriced_events, late_events, latency_hist",
+        "metering_usagedaily": "day, event_type, model, events, input_tokens, output_tokens, cost, "
         "unpriced_events, late_events, latency_hist",
         "metering_usageuserdaily": "day, user_ref, events, input_tokens, output_tokens, cost",
         "metering_meterhourly": "hour, meter_id, value, last_at",

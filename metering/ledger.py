@@ -8,6 +8,8 @@ docs/BENCHMARKS.md "Metering"):
   with unnest() on the server. psycopg2's per-value adaptation (execute_values/mogrify) cost
   ~60 ms of CPU per 1,000-event batch, mostly on the latency histograms; a literal is one
   quoted string. (And no temporary table: no DDL or ON COMMIT truncation per batch.)
+- Daily rows (per tenant, day, type and model) are summed from the batch's hourly groups in
+  Python and upserted beside them: a batch adds a handful, and daily series read those.
 - One cursor for the whole batch (with django-tenants every new cursor costs a
   `SET search_path` round trip): the tenants and meters, INSERT … RETURNING (which events are
   new), one multi-statement upsert of every rollup, COMMIT.
@@ -83,6 +85,20 @@ _HIST_MERGE_SHORT = (
 _UPSERT_HOURLY_MANY = _UPSERT_HOURLY.replace("{hist_merge}", _HIST_MERGE)
 _UPSERT_HOURLY_FEW = _UPSERT_HOURLY.replace("{hist_merge}", _HIST_MERGE_SHORT)
 _MANY_ROWS = 50
+_UPSERT_DAILY = (
+    "INSERT INTO metering_usagedaily AS t (tenant_id, day, event_type, model, events, input_tokens, output_tokens, "
+    "cost, unpriced_events, late_events, latency_hist) "
+    "SELECT k, dy, y, m, n, it, ot, c, un, la, hist::bigint[] FROM unnest(%s::bigint[], %s::date[], %s::varchar[], "
+    "%s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::bigint[], %s::bigint[], %s::text[]) "
+    "AS r(k, dy, y, m, n, it, ot, c, un, la, hist) ORDER BY k, dy, y, m "
+    "ON CONFLICT (tenant_id, day, event_type, model) DO UPDATE SET "
+    "events = t.events + EXCLUDED.events, input_tokens = t.input_tokens + EXCLUDED.input_tokens, "
+    "output_tokens = t.output_tokens + EXCLUDED.output_tokens, cost = t.cost + EXCLUDED.cost, "
+    "unpriced_events = t.unpriced_events + EXCLUDED.unpriced_events, "
+    "late_events = t.late_events + EXCLUDED.late_events, latency_hist = {hist_merge}"
+)
+_UPSERT_DAILY_MANY = _UPSERT_DAILY.replace("{hist_merge}", _HIST_MERGE)
+_UPSERT_DAILY_FEW = _UPSERT_DAILY.replace("{hist_merge}", _HIST_MERGE_SHORT)
 _UPSERT_USERS = (
     "INSERT INTO metering_usageuserdaily AS t (tenant_id, day, user_ref, events, input_tokens, output_tokens, cost) "
     "SELECT k, dy, u, n, it, ot, c FROM unnest(%s::bigint[], %s::date[], %s::varchar[], %s::bigint[], %s::bigint[], "
@@ -462,6 +478,7 @@ def _rollup_write(
     statements: list[str] = []
     params: list[Any] = []
     hours = sorted(hourly.items())
+    days = _daily(hours)
     statements.append(_UPSERT_HOURLY_MANY if len(hours) >= _MANY_ROWS else _UPSERT_HOURLY_FEW)
     params += [
         _plain(k[0] for k, _ in hours),
@@ -476,6 +493,20 @@ def _rollup_write(
         _plain(r[4] for _, r in hours),
         _plain(r[5] for _, r in hours),
         _texts([_hist_text(r[6]) for _, r in hours]),
+    ]
+    statements.append(_UPSERT_DAILY_MANY if len(days) >= _MANY_ROWS else _UPSERT_DAILY_FEW)
+    params += [
+        _plain(k[0] for k, _ in days),
+        _plain(k[1].isoformat() for k, _ in days),
+        _texts(k[2] for k, _ in days),
+        _texts(k[3] for k, _ in days),
+        _plain(r[0] for _, r in days),
+        _plain(r[1] for _, r in days),
+        _plain(r[2] for _, r in days),
+        _plain(r[3] for _, r in days),
+        _plain(r[4] for _, r in days),
+        _plain(r[5] for _, r in days),
+        _texts([_hist_text(r[6]) for _, r in days]),
     ]
     if users:
         rows = sorted(users.items())
@@ -510,6 +541,29 @@ def _rollup_write(
             _texts(u[3] for u in urows),
         ]
     cursor.execute(";\n".join(statements), params)
+
+
+def _daily(
+    hours: list[tuple[tuple[int, datetime, str, str, str], list[Any]]],
+) -> list[tuple[tuple[int, date, str, str], list[Any]]]:
+    """The hourly groups summed per (tenant, UTC day, type, model), sorted by that key."""
+    days: dict[tuple[int, date, str, str], list[Any]] = {}
+    for (tenant_id, hour, event_type, model, _dept), row in hours:
+        key = (tenant_id, hour.date(), event_type, model)
+        day = days.get(key)
+        if day is None:
+            days[key] = [row[0], row[1], row[2], row[3], row[4], row[5], dict(row[6]) if row[6] else None]
+            continue
+        for i in range(6):
+            day[i] += row[i]
+        if row[6]:
+            hist = day[6]
+            if hist is None:
+                day[6] = dict(row[6])
+            else:
+                for bucket, n in row[6].items():
+                    hist[bucket] = hist.get(bucket, 0) + n
+    return sorted(days.items())
 
 
 _ZEROS = ["0"] * latency.BUCKETS

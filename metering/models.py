@@ -147,6 +147,32 @@ class UsageHourly(models.Model):
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.model}"
 
 
+class UsageDaily(models.Model):
+    """Events per tenant, day (UTC), type and model: the hourly rollup summed over the day and
+    the departments, latency histogram included. Written by the ledger in the same
+    transaction as the hourly rows (a batch adds a few rows here: one per model and day), so
+    daily series — the usage CSV, charts in total or by model, p95 latency per day — read
+    30 rows a month per model instead of hundreds of hourly rows with their histograms."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    day = models.DateField()
+    event_type = models.CharField(max_length=40)
+    model = models.CharField(max_length=100, blank=True)
+    events = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    unpriced_events = models.BigIntegerField(default=0)
+    late_events = models.BigIntegerField(default=0)
+    latency_hist = ArrayField(models.BigIntegerField(), default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day", "event_type", "model"], name="usagedaily_key")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.model}"
+
+
 class UsageUserDaily(models.Model):
     """Events, tokens and cost per tenant, day and user: breakdowns by user, active users."""
 

@@ -1,5 +1,7 @@
 """Reads of usage. Every selector takes its tenant explicitly and reads rollups, not raw
-events (except hourly per-user breakdowns, which are limited to a short range)."""
+events (except hourly per-user breakdowns, which are limited to a short range): daily
+series over whole days from the daily rollup (per model), everything else from the hourly
+ones."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from metering.models import Aggregation, Meter
 GRANULARITIES = ("hour", "day", "month")
 GROUP_BYS = ("meter", "model", "department", "user")
 RAW_USER_HOURLY_MAX = timedelta(days=7)
+# A latency histogram summed bucket by bucket over rollup rows (a shorter stored array adds zeros).
+HIST_SUMS = ", ".join(f"sum(latency_hist[{i}])" for i in range(1, latency.BUCKETS + 1))
 
 
 class UsageQueryError(ValueError):
@@ -94,7 +98,15 @@ def usage_series(
         return _meter_series(tenant_id, start, end, granularity)
     trunc = {"hour": "hour", "day": "day", "month": "month"}[granularity]
     with connection.cursor() as cursor:
-        if group_by in ("model", "department"):
+        if group_by == "model" and granularity != "hour" and _midnight(start) and _midnight(end):
+            # Whole days: the daily rollup holds exactly these sums, a 24th of the rows.
+            cursor.execute(
+                "SELECT date_trunc(%s, day), model, sum(events), sum(input_tokens), sum(output_tokens), sum(cost) "
+                "FROM metering_usagedaily WHERE tenant_id = %s AND day >= %s AND day < %s AND event_type = 'query' "
+                "GROUP BY 1, 2 ORDER BY 1, 2",
+                [trunc, tenant_id, start.astimezone(UTC).date(), end.astimezone(UTC).date()],
+            )
+        elif group_by in ("model", "department"):
             cursor.execute(
                 f"SELECT date_trunc(%s, hour AT TIME ZONE 'UTC'), {group_by}, sum(events), sum(input_tokens), "
                 "sum(output_tokens), sum(cost) FROM metering_usagehourly WHERE tenant_id = %s AND hour >= %s "
@@ -129,6 +141,10 @@ def usage_series(
         }
         for period, group, events, tin, tout, cost in rows
     ]
+
+
+def _midnight(moment: datetime) -> bool:
+    return moment.astimezone(UTC).time() == datetime.min.time()
 
 
 def _day_after(end: datetime) -> date:
@@ -184,24 +200,19 @@ def usage_daily(*, tenant_id: int, start: date, end: date) -> list[dict[str, Any
         raise UsageQueryError("`to` must not be before `from`.")
     if (end - start).days > 800:
         raise UsageQueryError("A usage query covers at most 800 days.")
-    begin = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    finish = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (hour AT TIME ZONE 'UTC')::date, sum(events), sum(input_tokens + output_tokens), sum(cost), "
-            "array_agg(latency_hist) FROM metering_usagehourly WHERE tenant_id = %s AND hour >= %s AND hour < %s "
-            "AND event_type = 'query' GROUP BY 1",
-            [tenant_id, begin, finish],
+            f"SELECT day, sum(events), sum(input_tokens + output_tokens), sum(cost), {HIST_SUMS} "  # noqa: S608
+            "FROM metering_usagedaily WHERE tenant_id = %s AND day >= %s AND day <= %s AND event_type = 'query' "
+            "GROUP BY 1",
+            [tenant_id, start, end],
         )
         found = {row[0]: row[1:] for row in cursor.fetchall()}
     rows = []
     day = start
     while day <= end:
-        events, tokens, cost, hists = found.get(day, (0, 0, Decimal(0), []))
-        merged: list[int] = []
-        for hist in hists or []:
-            latency.add_into(merged, list(hist))
-        p95 = latency.percentile(merged, 0.95)
+        events, tokens, cost, *hist = found.get(day, (0, 0, Decimal(0)))
+        p95 = latency.percentile([int(n or 0) for n in hist], 0.95)
         rows.append(
             {
                 "date": day.isoformat(),

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from metering.models import UsageCursor, UsageEvent, UsageHourly, UsageUserDaily
+from metering.models import UsageCursor, UsageDaily, UsageEvent, UsageHourly, UsageUserDaily
 
 pytestmark = pytest.mark.django_db
 
@@ -234,3 +234,31 @@ def test_rollups_agree_with_events(platform_client, tenant_a):
     assert sum(hourly.latency_hist) == 30
     users = dict(UsageUserDaily.objects.filter(tenant=tenant_a).values_list("user_ref", "events"))
     assert users == {"u0": 10, "u1": 10, "u2": 10}
+
+
+def test_daily_rollup_sums_hours_and_departments(platform_client, tenant_a):
+    """The daily rollup is the hourly one summed over the day's hours and departments (per
+    model), histograms bucket by bucket — across batches too."""
+    day = (timezone.now() - timedelta(days=4)).replace(hour=0, minute=0, second=0, microsecond=0)
+    batches = [
+        [event(f"dr-a{i}", timestamp=(day + timedelta(hours=2, minutes=i)).isoformat(), department="legal",
+               latency_ms=50 + i) for i in range(10)],
+        [event(f"dr-b{i}", timestamp=(day + timedelta(hours=20, minutes=i)).isoformat(), department="sales",
+               latency_ms=900 + i) for i in range(5)]
+        + [event(f"dr-c{i}", timestamp=(day + timedelta(hours=5)).isoformat(), model="claude-3-haiku")
+           for i in range(3)],
+    ]  # fmt: skip
+    for batch in batches:
+        assert post(platform_client, batch).json()["accepted"] == len(batch)
+    hourly = UsageHourly.objects.filter(tenant=tenant_a, hour__gte=day, hour__lt=day + timedelta(days=1))
+    daily = {d.model: d for d in UsageDaily.objects.filter(tenant=tenant_a, day=day.date())}
+    assert set(daily) == {"gpt-4o", "claude-3-haiku"}
+    for model, row in daily.items():
+        hours = [h for h in hourly if h.model == model]
+        assert row.events == sum(h.events for h in hours)
+        assert row.input_tokens == sum(h.input_tokens for h in hours)
+        assert row.cost == sum(h.cost for h in hours)
+        merged = [sum(col) for col in zip(*(h.latency_hist for h in hours), strict=True)]
+        assert row.latency_hist == merged
+    assert daily["gpt-4o"].events == 15
+    assert sum(daily["gpt-4o"].latency_hist) == 15

@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from metering.ledger import events_record
-from metering.models import MeterHourly, MeterUniqueDaily, UsageEvent, UsageHourly, UsageUserDaily
+from metering.models import MeterHourly, MeterUniqueDaily, UsageDaily, UsageEvent, UsageHourly, UsageUserDaily
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -25,6 +25,7 @@ def hour():
         tenant_filter = {"tenant__slug": "tenant-a"}
         UsageEvent.objects.filter(event_id__startswith="conc-", **tenant_filter).delete()
         UsageHourly.objects.filter(model="conc-model", **tenant_filter).delete()
+        UsageDaily.objects.filter(model="conc-model", **tenant_filter).delete()
         UsageUserDaily.objects.filter(user_ref="conc-user", **tenant_filter).delete()
         MeterHourly.objects.filter(hour__gte=at, hour__lt=at + timedelta(hours=1), **tenant_filter).delete()
         MeterUniqueDaily.objects.filter(day=at.date(), value="conc-user", **tenant_filter).delete()
@@ -69,4 +70,7 @@ def test_same_batch_from_eight_clients_counts_once(tenant_a, hour):
     assert UsageEvent.objects.filter(tenant=tenant_a, event_id__startswith="conc-").count() == 200
     rollup = UsageHourly.objects.get(tenant=tenant_a, model="conc-model")
     assert (rollup.events, rollup.input_tokens, rollup.output_tokens) == (200, 2000, 200)
+    daily = UsageDaily.objects.get(tenant=tenant_a, model="conc-model")
+    assert (daily.events, daily.input_tokens, daily.output_tokens) == (200, 2000, 200)
+    assert daily.latency_hist == rollup.latency_hist
     assert UsageUserDaily.objects.get(tenant=tenant_a, user_ref="conc-user").events == 200

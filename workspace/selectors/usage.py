@@ -1,11 +1,12 @@
 """Usage for the workspace's charts: one metric per day over a date range, in total or
 broken down by model, department or user (the biggest groups, the rest as "Other").
 
-Reads metering's rollups directly (metering_usagehourly, metering_usageuserdaily) with the
+Reads metering's rollups directly (metering_usagedaily for totals and models,
+metering_usagehourly for departments, metering_usageuserdaily for users) with the
 same sums as metering.selectors, so a chart, its table and the usage API agree to the
 digit; the breakdown's top-N and "Other" are folded in SQL so a tenant with thousands of
 users or millions of events still answers in one short query. p95 latency is merged from
-the hourly latency histograms (summed bucket by bucket in SQL, cached per day by content —
+the rollups' latency histograms (summed bucket by bucket in SQL, cached per day by content —
 workspace/selectors/latency.py — and the percentile taken here).
 """
 
@@ -19,9 +20,7 @@ from typing import Any
 from django.db import connection
 
 from metering import latency
-from workspace.selectors.latency import DAY as _DAY
-from workspace.selectors.latency import HOURLY_WHERE as _HOURLY_WHERE
-from workspace.selectors.latency import TOP_GROUPS, daily_histograms
+from workspace.selectors.latency import TOP_GROUPS, daily_histograms, source_for
 
 MAX_DAYS = 366
 COST_PLACES = Decimal("0.000001")
@@ -115,8 +114,9 @@ def _grouped_sql(source: str, day: str, group: str, where: str, per_row: str, ra
 
 
 def _daily_totals(metric: Metric, tenant_id: int, begin: datetime, finish: datetime) -> dict[date, Any]:
-    sql = f"SELECT {_DAY}, {metric.sql} FROM metering_usagehourly WHERE {_HOURLY_WHERE} GROUP BY 1"  # noqa: S608
-    return {d: v for d, v in _fetch(sql, [tenant_id, begin, finish])}
+    src = source_for(None)
+    sql = f"SELECT {src.day}, {metric.sql} FROM {src.table} WHERE {src.where} GROUP BY 1"  # noqa: S608
+    return {d: v for d, v in _fetch(sql, src.params(tenant_id, begin, finish))}
 
 
 def _stacked(name: str, breakdown: str, tenant_id: int, begin: datetime, finish: datetime) -> dict:
@@ -131,8 +131,9 @@ def _stacked(name: str, breakdown: str, tenant_id: int, begin: datetime, finish:
         )  # fmt: skip
         rows = _fetch(sql, [tenant_id, begin.date(), finish.date()])
     else:
-        sql = _grouped_sql("metering_usagehourly", _DAY, breakdown, _HOURLY_WHERE, f"{metric.sql} AS v", "v", "sum(v)")
-        rows = _fetch(sql, [tenant_id, begin, finish])
+        src = source_for(breakdown)
+        sql = _grouped_sql(src.table, src.day, breakdown, src.where, f"{metric.sql} AS v", "v", "sum(v)")
+        rows = _fetch(sql, src.params(tenant_id, begin, finish))
     series: dict[Any, dict[date, Any]] = {}
     for d, g, v in rows:
         series.setdefault(g, {})[d] = v

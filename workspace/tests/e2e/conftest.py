@@ -114,7 +114,15 @@ def e2e_tenant(django_db_setup, django_db_blocker):
 
     from billing.models import Subscription
     from lifecycle.services import tenant_provision
-    from metering.models import MeterHourly, MeterUniqueDaily, UsageAlert, UsageEvent, UsageHourly, UsageUserDaily
+    from metering.models import (
+        MeterHourly,
+        MeterUniqueDaily,
+        UsageAlert,
+        UsageDaily,
+        UsageEvent,
+        UsageHourly,
+        UsageUserDaily,
+    )
     from tenants.models import Membership, Plan, Tenant, TenantStatus, User
 
     slug = f"e2e-{uuid.uuid4().hex[:8]}"
@@ -135,7 +143,7 @@ def e2e_tenant(django_db_setup, django_db_blocker):
     yield {"tenant": tenant, "slug": slug, "owner": f"owner@{slug}.test", "events": events}
     with django_db_blocker.unblock():
         connection.set_schema_to_public()
-        for model in (UsageEvent, UsageHourly, UsageUserDaily, MeterHourly, MeterUniqueDaily, UsageAlert):
+        for model in (UsageEvent, UsageHourly, UsageDaily, UsageUserDaily, MeterHourly, MeterUniqueDaily, UsageAlert):
             model.objects.filter(tenant_id=tenant.pk).delete()
         emails = list(Membership.objects.filter(tenant=tenant).values_list("user__email", flat=True))
         Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
