@@ -5,7 +5,6 @@ ones."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -98,13 +97,19 @@ def usage_series(
         return _meter_series(tenant_id, start, end, granularity)
     trunc = {"hour": "hour", "day": "day", "month": "month"}[granularity]
     with connection.cursor() as cursor:
-        if group_by == "model" and granularity != "hour" and _midnight(start) and _midnight(end):
-            # Whole days: the daily rollup holds exactly these sums, a 24th of the rows.
+        whole_from, whole_to = _whole_days(start, end)
+        if group_by == "model" and granularity != "hour" and whole_from < whole_to:
+            # The whole days from the daily rollup (a 24th of the rows), the hours before and
+            # after them from the hourly one.
             cursor.execute(
-                "SELECT date_trunc(%s, day), model, sum(events), sum(input_tokens), sum(output_tokens), sum(cost) "
-                "FROM metering_usagedaily WHERE tenant_id = %s AND day >= %s AND day < %s AND event_type = 'query' "
-                "GROUP BY 1, 2 ORDER BY 1, 2",
-                [trunc, tenant_id, start.astimezone(UTC).date(), end.astimezone(UTC).date()],
+                "SELECT date_trunc(%s, d), model, sum(n), sum(i), sum(o), sum(c) FROM ("
+                "SELECT hour AT TIME ZONE 'UTC' AS d, model, events AS n, input_tokens AS i, output_tokens AS o, "
+                "cost AS c FROM metering_usagehourly WHERE tenant_id = %s AND event_type = 'query' "
+                "AND ((hour >= %s AND hour < %s) OR (hour >= %s AND hour < %s)) "
+                "UNION ALL SELECT day::timestamp, model, events, input_tokens, output_tokens, cost "
+                "FROM metering_usagedaily WHERE tenant_id = %s AND event_type = 'query' AND day >= %s AND day < %s"
+                ") AS u GROUP BY 1, 2 ORDER BY 1, 2",
+                [trunc, tenant_id, start, whole_from, whole_to, end, tenant_id, whole_from.date(), whole_to.date()],
             )
         elif group_by in ("model", "department"):
             cursor.execute(
@@ -143,8 +148,11 @@ def usage_series(
     ]
 
 
-def _midnight(moment: datetime) -> bool:
-    return moment.astimezone(UTC).time() == datetime.min.time()
+def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The UTC midnights that bound the whole days inside [start, end) (first >= last: none)."""
+    first = datetime.combine(_day_after(start), datetime.min.time(), tzinfo=UTC)
+    last = datetime.combine(end.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
+    return first, last
 
 
 def _day_after(end: datetime) -> date:
@@ -154,40 +162,32 @@ def _day_after(end: datetime) -> date:
 
 
 def _meter_series(tenant_id: int, start: datetime, end: datetime, granularity: str) -> list[dict[str, Any]]:
-    meters = list(Meter.objects.filter(is_active=True).order_by("code"))
-    by_id = {m.pk: m for m in meters}
+    """Each meter's value per bucket, aggregated in SQL: sums added, max kept, latest by time,
+    unique counts from the daily distinct values (per day even when hours are asked for)."""
+    by_id = {m.pk: m for m in Meter.objects.filter(is_active=True)}
     values: dict[tuple[str, str], Any] = {}
-    latest_at: dict[tuple[str, str], datetime] = {}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT hour, meter_id, value, last_at FROM metering_meterhourly WHERE tenant_id = %s "
-            "AND hour >= %s AND hour < %s",
-            [tenant_id, start, end],
+            "SELECT date_trunc(%s, hour AT TIME ZONE 'UTC'), meter_id, sum(value), max(value), "
+            "(array_agg(value ORDER BY last_at DESC))[1] FROM metering_meterhourly "
+            "WHERE tenant_id = %s AND hour >= %s AND hour < %s GROUP BY 1, 2",
+            [granularity, tenant_id, start, end],
         )
-        for hour, meter_id, value, last_at in cursor.fetchall():
+        for bucket, meter_id, total, highest, latest in cursor.fetchall():
             meter = by_id.get(meter_id)
-            if meter is None:
+            if meter is None or meter.aggregation == Aggregation.UNIQUE:
                 continue
-            key = (_bucket(hour, granularity), meter.code)
-            if meter.aggregation == Aggregation.MAX:
-                values[key] = max(values.get(key, value), value)
-            elif meter.aggregation == Aggregation.LATEST:
-                if key not in latest_at or last_at >= latest_at[key]:
-                    values[key], latest_at[key] = value, last_at
-            else:
-                values[key] = values.get(key, Decimal(0)) + value
+            value = {Aggregation.MAX: highest, Aggregation.LATEST: latest}.get(meter.aggregation, total)
+            values[(_bucket(bucket.replace(tzinfo=UTC), granularity), meter.code)] = value
         cursor.execute(
-            "SELECT day, meter_id, value FROM metering_meteruniquedaily "
-            "WHERE tenant_id = %s AND day >= %s AND day < %s",
-            [tenant_id, start.date(), _day_after(end)],
+            "SELECT date_trunc(%s, day), meter_id, count(DISTINCT value) FROM metering_meteruniquedaily "
+            "WHERE tenant_id = %s AND day >= %s AND day < %s GROUP BY 1, 2",
+            ["day" if granularity == "hour" else granularity, tenant_id, start.date(), _day_after(end)],
         )
-        distinct: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for day, meter_id, value in cursor.fetchall():
+        for bucket, meter_id, distinct in cursor.fetchall():
             meter = by_id.get(meter_id)
             if meter is not None:
-                distinct[(_bucket(day, granularity if granularity != "hour" else "day"), meter.code)].add(value)
-        for key, seen in distinct.items():
-            values[key] = len(seen)
+                values[(_bucket(bucket.date(), granularity if granularity != "hour" else "day"), meter.code)] = distinct
     return [
         {"period": period, "meter": code, "value": str(value) if isinstance(value, Decimal) else value}
         for (period, code), value in sorted(values.items())

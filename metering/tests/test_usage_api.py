@@ -58,6 +58,26 @@ def test_platform_usage_by_model_per_day(platform_client, usage):
     ]
 
 
+def test_by_model_over_partial_days_adds_hours_and_whole_days(platform_client, tenant_a):
+    """A range starting and ending inside a day: the whole days come from the daily rollup,
+    the hours at either end from the hourly one; events outside the range never count."""
+    times = [f"{DAY0}T08:00:00+00:00", f"{DAY0}T14:00:00+00:00", f"{DAY1}T03:00:00+00:00",
+             f"{DAY2}T05:00:00+00:00", f"{DAY2}T07:30:00+00:00"]  # fmt: skip
+    events = [q(f"p{i}", ts=ts) for i, ts in enumerate(times)]
+    assert (
+        platform_client.post("/api/v1/events", data=json.dumps(events), content_type="application/json").json()[
+            "accepted"
+        ]
+        == 5
+    )
+    params = {"from": f"{DAY0}T12:00:00Z", "to": f"{DAY2}T06:00:00Z", "granularity": "day", "group_by": "model"}
+    body = get(platform_client, "/api/v1/tenants/tenant-a/usage", **params).json()
+    assert [(row["period"], row["queries"]) for row in body["data"]] == [(DAY0, 1), (DAY1, 1), (DAY2, 1)]
+    params["granularity"] = "month"
+    body = get(platform_client, "/api/v1/tenants/tenant-a/usage", **params).json()
+    assert sum(row["queries"] for row in body["data"]) == 3
+
+
 def test_platform_usage_by_meter_month(platform_client, usage):
     body = get(platform_client, "/api/v1/tenants/tenant-a/usage", **{"from": MONTH, "to": NEXT_MONTH,
                "granularity": "month", "group_by": "meter"}).json()  # fmt: skip
