@@ -177,7 +177,8 @@ def _meter_series(tenant_id: int, start: datetime, end: datetime, granularity: s
             meter = by_id.get(meter_id)
             if meter is None or meter.aggregation == Aggregation.UNIQUE:
                 continue
-            value = {Aggregation.MAX: highest, Aggregation.LATEST: latest}.get(meter.aggregation, total)
+            picks: dict[str, Any] = {Aggregation.MAX: highest, Aggregation.LATEST: latest}
+            value = picks.get(meter.aggregation, total)
             values[(_bucket(bucket.replace(tzinfo=UTC), granularity), meter.code)] = value
         cursor.execute(
             "SELECT date_trunc(%s, day), meter_id, count(DISTINCT value) FROM metering_meteruniquedaily "
