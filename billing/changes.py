@@ -3,8 +3,10 @@
 - Upgrade (a higher monthly-equivalent fee): takes effect at once. A proration invoice is
   drafted now for the rest of the period: (new monthly fee − old monthly fee) × the fraction
   of the period left. The period's own invoice still charges the old plan's fee
-  (`period_fee_plan`), so over the period the customer pays old × used part + new × rest.
-  Usage for the whole period is rated with the new plan's (larger) limits.
+  (`period_fee_plan`; or the fee billed in advance at the trial's conversion already did), so
+  over the period the customer pays old × used part + new × rest. Usage for the whole period
+  is rated with the new plan's (larger) limits. During the trial nothing is charged, and the
+  first period's fee is the new plan's.
 - Downgrade (lower or equal fee): takes effect at the next period start; until then nothing
   changes. The lifecycle layer refuses it when current usage does not fit the smaller plan.
 - Interval switch (monthly ↔ yearly): at the next period start. A yearly fee is then charged
@@ -47,11 +49,16 @@ def subscription_upgrade(*, subscription: Subscription, plan: Plan, at: datetime
         raise ValidationError(f"{plan.name} is not an upgrade from {sub.plan.name}; downgrades apply at period end.")
     start, end = period_bounds(anchor=sub.anchor_day, at=at)
     old = sub.plan
+    in_trial = at < sub.billing_starts_at
     Subscription.objects.filter(pk=sub.pk).update(
-        plan=plan, period_fee_plan=sub.period_fee_plan or old, pending_plan=None
+        plan=plan,
+        # During the trial nothing of this period is billed yet: its billable part (from the
+        # trial's end) is all on the new plan, so its fee is the new plan's.
+        period_fee_plan=sub.period_fee_plan if in_trial else (sub.period_fee_plan or old),
+        pending_plan=None,
     )
     subscription.plan = plan
-    if at < sub.billing_starts_at:
+    if in_trial:
         return None
     fraction = (Decimal((end - at).total_seconds()) / Decimal((end - start).total_seconds())).quantize(
         Decimal("0.000001")

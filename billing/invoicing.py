@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from billing.models import (
@@ -30,7 +31,7 @@ from billing.models import (
     LineKind,
     Subscription,
 )
-from billing.rating import LineSpec, discount_line, plan_fee_line, tax_line, usage_line
+from billing.rating import LineSpec, discount_line, from_minor, plan_fee_line, tax_line, usage_line
 from metering.periods import period_bounds
 from metering.selectors import meter_total
 from metering.services import usage_cursor_advance
@@ -136,16 +137,21 @@ def subscription_close_periods(*, subscription_id: int, now: datetime) -> list[I
             usage_cursor_advance(tenant_id=sub.tenant_id, closed_through=end)
             if invoice is not None:
                 made.append(invoice)
+        # The cursor is now `end`, a period start. Unless the next period has ended too (the
+        # job ran late), the next turn would lock and re-read the row only to return `made`:
+        # stop here instead (the cursor only moves forward and the anchor never changes, so
+        # the re-read could not decide otherwise). Saves a transaction per subscription.
+        if period_bounds(anchor=sub.anchor_day, at=end)[1] > now:
+            return made
 
 
-def _plan_lines(sub: Subscription, start: datetime, end: datetime) -> tuple[list[LineSpec], int]:
+def _fee_line(sub: Subscription, start: datetime, end: datetime) -> LineSpec | None:
+    """The plan fee owed for the billable part of the period [start, end) (rating.plan_fee_line)."""
     billable_start = max(start, sub.billing_starts_at)
     billable_end = min(end, sub.ended_at or end, sub.cancel_at or end)
-    lines: list[LineSpec] = []
-    base_total = 0
     first_start, _ = period_bounds(anchor=sub.anchor_day, at=sub.billing_starts_at)
     year_starts = _months_between(first_start, start) % 12 == 0
-    fee = plan_fee_line(
+    return plan_fee_line(
         plan=sub.period_fee_plan or sub.plan,
         interval=sub.interval,
         period_start=start,
@@ -154,6 +160,46 @@ def _plan_lines(sub: Subscription, start: datetime, end: datetime) -> tuple[list
         billable_end=billable_end,
         year_starts=year_starts and billable_end > billable_start,
     )
+
+
+def _advance_invoices(sub: Subscription, start: datetime, end: datetime) -> list[Invoice]:
+    """The live invoices that billed the fee of the period [start, end) in advance. Only the
+    period holding the subscription's billing start can have one (invoice_draft_advance)."""
+    if not start <= sub.billing_starts_at < end:
+        return []
+    return list(
+        Invoice.objects.filter(
+            tenant_id=sub.tenant_id,
+            subscription_id=sub.pk,
+            kind=InvoiceKind.ADVANCE,
+            period_start__gte=start,
+            period_end__lte=end,
+        ).exclude(status=InvoiceStatus.VOID)
+    )
+
+
+def _fee_billed_in_advance(invoices: list[Invoice]) -> int:
+    return sum(InvoiceLine.objects.filter(invoice__in=invoices, kind=LineKind.BASE).values_list("amount", flat=True))
+
+
+def _plan_lines(sub: Subscription, start: datetime, end: datetime) -> tuple[list[LineSpec], int]:
+    billable_start = max(start, sub.billing_starts_at)
+    billable_end = min(end, sub.ended_at or end, sub.cancel_at or end)
+    lines: list[LineSpec] = []
+    base_total = 0
+    fee = _fee_line(sub, start, end)
+    advance = _advance_invoices(sub, start, end) if fee is not None else []
+    if fee is not None and advance:
+        # The fee was billed in advance when the trial converted: bill only what that did not
+        # (nothing, unless the period's fee grew since). An early end is settled by
+        # advance_fee_settle, never by a negative line here.
+        billed = _fee_billed_in_advance(advance)
+        if fee.amount > billed:
+            fee.details["billed_in_advance"] = billed
+            fee.description = f"{fee.description}, less {from_minor(billed, sub.plan.currency):.2f} billed in advance"
+            fee.amount -= billed
+        else:
+            fee = None
     if fee is not None:
         lines.append(fee)
         base_total = fee.amount
@@ -228,6 +274,117 @@ def invoice_draft(
     sub = subscription
     lines, base_total = _plan_lines(sub, period_start, period_end)
     lines += _late_adjustments(sub, period_start)
+    return _invoice_make(
+        sub=sub, kind=InvoiceKind.PERIOD, period_start=period_start, period_end=period_end, lines=lines,
+        base_total=base_total,
+    )  # fmt: skip
+
+
+def invoice_draft_advance(*, subscription: Subscription, now: datetime) -> Invoice | None:
+    """When a trial converts: draft the plan fee of the first billable period — the one
+    holding `billing_starts_at`, prorated from it — now, in advance. That period's own
+    invoice (the period job, or a FINAL one) then bills its usage only, since `_plan_lines`
+    deducts the fee billed here. Finance review and auto-approval apply as to any draft.
+
+    None when there is nothing to bill in advance: billing has not started, the period is
+    over or already closed (the period job bills it in arrears, with its fee), nothing is
+    due (a free plan), or it was drafted before — so a second call never bills twice (the
+    subscription is locked, and the unique constraint holds one live advance invoice per
+    tenant and period)."""
+    with transaction.atomic():
+        sub = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("plan", "tenant", "period_fee_plan")
+            .get(pk=subscription.pk)
+        )
+        if sub.ended_at is not None or sub.billing_starts_at > now:
+            return None
+        start, end = period_bounds(anchor=sub.anchor_day, at=sub.billing_starts_at)
+        if end <= now or sub.invoiced_through >= end or _advance_invoices(sub, start, end):
+            return None
+        fee = _fee_line(sub, start, end)
+        if fee is None:
+            return None
+        return _invoice_make(
+            sub=sub, kind=InvoiceKind.ADVANCE, period_start=sub.billing_starts_at, period_end=end, lines=[fee],
+            base_total=fee.amount,
+        )  # fmt: skip
+
+
+def advance_fee_settle(*, subscription: Subscription, ended_at: datetime) -> list[Invoice | CreditNote]:
+    """The subscription ends at `ended_at`, inside a period whose fee was billed in advance
+    (cancelled at once in its first period): give back the fee for the rest of the period,
+    so the customer pays what a period invoice in arrears would have charged. Call before
+    drafting the FINAL invoice, with `ended_at` set on the subscription (atomic with it).
+
+    - An advance invoice still in draft is voided: the FINAL invoice then bills the fee up
+      to `ended_at` itself.
+    - One already issued is never changed: it gets a credit note for the unused part of its
+      fee (after its discount; before tax, as credits are deducted), which the FINAL invoice
+      deducts while it fits; what does not fit stays the tenant's credit.
+    A yearly fee is not prorated (docs/BILLING.md), so it leaves nothing to give back."""
+    sub = Subscription.objects.select_related("plan", "period_fee_plan").get(pk=subscription.pk)
+    start, end = period_bounds(anchor=sub.anchor_day, at=ended_at)
+    done: list[Invoice | CreditNote] = []
+    for advance in _advance_invoices(sub, start, end):
+        if advance.status == InvoiceStatus.DRAFT:
+            done.append(
+                invoice_void(
+                    invoice=advance,
+                    actor=None,
+                    reason=f"The subscription ended on {ended_at:%Y-%m-%d}, inside the period this fee was billed "
+                    "for in advance: the final invoice bills the fee up to then.",
+                )
+            )
+            continue
+        lines = list(advance.lines.all())
+        billed = sum(line.amount for line in lines if line.kind == LineKind.BASE)
+        discount = sum(line.amount for line in lines if line.kind == LineKind.DISCOUNT)  # negative
+        used = _fee_line(sub, start, end)
+        unused = billed - (used.amount if used is not None else 0)
+        if billed <= 0 or unused <= 0:
+            continue
+        unused_net = int(
+            (Decimal(unused) * Decimal(billed + discount) / Decimal(billed)).quantize(Decimal(1), ROUND_HALF_UP)
+        )
+        # What was credited on it already counts as given back (so a second call gives nothing).
+        credited = sum(advance.credit_notes.values_list("amount", flat=True))
+        owed = min(unused_net - credited, advance.total - credited)
+        if owed > 0:
+            done.append(
+                credit_note_issue(
+                    invoice=advance,
+                    amount=owed,
+                    actor=None,
+                    reason=f"Unused plan fee from {ended_at:%Y-%m-%d} to {end:%Y-%m-%d} (cancelled; the fee "
+                    "was billed in advance)",
+                )
+            )
+    return done
+
+
+def _previous_period(tenant_id: int, before: datetime) -> list[Invoice]:
+    """The invoices of the tenant's last period ending by `before`: its period invoice and the
+    fee billed in advance for it, if any (one query)."""
+    live = Invoice.objects.filter(tenant_id=tenant_id, kind__in=[InvoiceKind.PERIOD, InvoiceKind.ADVANCE]).exclude(
+        status=InvoiceStatus.VOID
+    )
+    last_end = live.filter(period_end__lte=before).order_by("-period_end").values("period_end")[:1]
+    return list(live.filter(period_end=Subquery(last_end)))
+
+
+def _invoice_make(
+    *,
+    sub: Subscription,
+    kind: str,
+    period_start: datetime,
+    period_end: datetime,
+    lines: list[LineSpec],
+    base_total: int,
+) -> Invoice | None:
+    """Lines → a draft invoice: the discount on the plan fee (`base_total`), credits, tax, the
+    swing flag; then finalized at once when the tenant is auto-approved. None when nothing is
+    due, or when the (tenant, kind, period) invoice exists already (atomic with the caller)."""
     discount = (
         Discount.objects.select_related("coupon")
         .filter(tenant_id=sub.tenant_id, starts_at__lt=period_end, coupon__active=True)
@@ -271,20 +428,17 @@ def invoice_draft(
     tax = tax_line(taxable=subtotal, rate=profile.tax_rate if profile else Decimal(0))
     if tax is not None:
         lines.append(tax)
-    last = (
-        Invoice.objects.filter(tenant_id=sub.tenant_id, kind=InvoiceKind.PERIOD, period_end__lte=period_start)
-        .exclude(status=InvoiceStatus.VOID)
-        .order_by("-period_start")
-        .first()
-    )
-    previous = last.total if last is not None else None
+    before = _previous_period(sub.tenant_id, period_start)
+    previous = sum(invoice.total for invoice in before) if before else None
     total = subtotal + (tax.amount if tax else 0)
     # A yearly fee makes every twelfth invoice jump by design: compare yearly plans without it.
     yearly = sub.interval == "yearly"
     compare_now = total - (base_total if yearly else 0)
     compare_before = previous
-    if yearly and last is not None:
-        compare_before = last.total - sum(last.lines.filter(kind=LineKind.BASE).values_list("amount", flat=True))
+    if yearly and previous is not None:
+        compare_before = previous - sum(
+            InvoiceLine.objects.filter(invoice__in=before, kind=LineKind.BASE).values_list("amount", flat=True)
+        )
     swing = (
         compare_before is not None
         and abs(compare_now - compare_before) >= SWING_MIN_MINOR
@@ -295,7 +449,7 @@ def invoice_draft(
             invoice = Invoice.objects.create(
                 tenant_id=sub.tenant_id,
                 subscription=sub,
-                kind=InvoiceKind.PERIOD,
+                kind=kind,
                 period_start=period_start,
                 period_end=period_end,
                 currency=sub.plan.currency,

@@ -98,6 +98,9 @@ class InvoiceStatus(models.TextChoices):
 
 class InvoiceKind(models.TextChoices):
     PERIOD = "period", "Billing period"
+    # At a trial's conversion: the plan fee of the first (prorated) period, billed when the
+    # trial ends; that period's own invoice then holds its usage only (docs/BILLING.md).
+    ADVANCE = "advance", "First period's fee (in advance)"
     PRORATION = "proration", "Plan change (prorated)"
     FINAL = "final", "Final (cancellation)"
 
@@ -116,7 +119,11 @@ class Invoice(models.Model):
     subtotal = models.BigIntegerField(default=0)
     tax = models.BigIntegerField(default=0)
     total = models.BigIntegerField(default=0)
-    previous_total = models.BigIntegerField(null=True, blank=True, help_text="Total of the tenant's previous invoice.")
+    previous_total = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="What the tenant's previous period was invoiced (with a fee billed in advance).",
+    )
     swing_flag = models.BooleanField(default=False, help_text="Total moved a lot against the previous period.")
     created_at = models.DateTimeField(auto_now_add=True)
     finalized_at = models.DateTimeField(null=True, blank=True)

@@ -184,7 +184,7 @@ def _setup_intent_finish(
 
 def payment_method_save(*, tenant: Tenant, info: PaymentMethodInfo, actor: User | None, source: str) -> BillingProfile:
     """Record `info` as the tenant's card. Atomic; idempotent (saving the same card again
-    changes nothing and retries nothing)."""
+    changes nothing and retries nothing). After commit: `billing.signals.payment_method_saved`."""
     with transaction.atomic():
         billing_profile_ensure(tenant=tenant)
         profile = BillingProfile.objects.select_for_update().get(tenant=tenant)
@@ -209,7 +209,17 @@ def payment_method_save(*, tenant: Tenant, info: PaymentMethodInfo, actor: User 
             transaction.on_commit(lambda: payment_method_detach_task.delay(previous))
         for invoice_id in retry_ids:
             transaction.on_commit(lambda i=invoice_id: invoice_collect_task.delay(i, retry=True))  # type: ignore[misc]
+        transaction.on_commit(lambda: _payment_method_saved_send(tenant=tenant, actor=actor))
     return profile
+
+
+def _payment_method_saved_send(*, tenant: Tenant, actor: User | None) -> None:
+    """Tell the layers above (billing.signals); the card is saved whatever a receiver does."""
+    from billing.signals import payment_method_saved
+
+    for receiver, result in payment_method_saved.send_robust(sender=BillingProfile, tenant=tenant, actor=actor):
+        if isinstance(result, Exception):
+            log.error("payment_method_saved receiver %r failed for tenant %s", receiver, tenant.pk, exc_info=result)
 
 
 def payment_method_forget(*, tenant: Tenant, payment_method_id: str | None = None, reason: str) -> bool:

@@ -1,4 +1,6 @@
-"""Staff admin for lifecycle records: provisioning attempts, read-only."""
+"""Staff admin for lifecycle records (provisioning attempts, signups, cancellations, deletions;
+read-only) and the *Tenant lifecycle* operations. The tenant admin's own plan change,
+cancellation and reactivation are registered by lifecycle/admin_operations.py."""
 
 from __future__ import annotations
 
@@ -241,3 +243,7 @@ class LifecycleTenantAdmin(admin.ModelAdmin):
             request, queryset, title="Reactivate", form_class=ReasonForm, done="reactivated",
             run=lambda t, d: subscription_reactivate(tenant=t, actor=_staff(request), reason=d["reason"]),
         )  # fmt: skip
+
+
+# The tenant admin's plan change, cancellation and reactivation (registered by import).
+from lifecycle import admin_operations  # noqa: E402,F401

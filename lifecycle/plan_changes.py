@@ -8,7 +8,9 @@
 - Monthly ↔ yearly: at the next period start; the yearly fee is charged on that first
   yearly period (docs/BILLING.md).
 - Cancel: at the period's end by default (Subscription.cancel_at), undoable until then;
-  "now" ends the subscription at once and invoices the period so far on a FINAL invoice.
+  "now" ends the subscription at once and invoices the period so far on a FINAL invoice (a
+  fee billed in advance for the period gives back its unused part: billing.invoicing.
+  advance_fee_settle).
   The reason is kept (Cancellation) for churn analysis. A cancelled tenant's data is kept
   LIFECYCLE_RETENTION_DAYS (lifecycle/retention.py).
 """
@@ -23,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.changes import is_upgrade, subscription_schedule_change, subscription_upgrade
-from billing.invoicing import invoice_draft, invoice_finalize, subscription_create
+from billing.invoicing import advance_fee_settle, invoice_draft, invoice_finalize, subscription_create
 from billing.models import Invoice, InvoiceKind, InvoiceStatus, Subscription, SubscriptionStatus
 from lifecycle.models import Cancellation, CancellationReason
 from metering.models import Meter
@@ -103,9 +105,17 @@ class PlanChangeResult:
     message: str = ""
 
 
-def _check_can_change(tenant: Tenant) -> None:
+def plan_change_blocked(tenant: Tenant) -> str | None:
+    """Why the tenant cannot change plan at all just now, or None."""
     if tenant.status in (S.CANCELLED, S.SUSPENDED):
-        raise PlanChangeRefused(f"A {tenant.get_status_display().lower()} workspace cannot change plan.")
+        return f"A {tenant.get_status_display().lower()} workspace cannot change plan."
+    return None
+
+
+def _check_can_change(tenant: Tenant) -> None:
+    blocked = plan_change_blocked(tenant)
+    if blocked:
+        raise PlanChangeRefused(blocked)
 
 
 def plan_change(
@@ -208,21 +218,28 @@ def subscription_cancel(
 ) -> CancelResult:
     """Cancel the subscription: at the current period's end (default; reactivation possible
     until then), or now — the subscription ends at once, the period so far (prorated fee,
-    usage) goes on a FINAL invoice that is finalized, and the tenant becomes cancelled."""
+    usage) goes on a FINAL invoice that is finalized, and the tenant becomes cancelled.
+    A workspace without an open subscription (paused after a trial without a card) has
+    nothing to bill: it is cancelled now either way."""
     if reason not in CancellationReason.values:
         raise PlanChangeRefused("Tell us why you cancel (pick a reason).")
     tenant = Tenant.objects.select_related("plan").get(pk=tenant.pk)
     if tenant.status == S.CANCELLED:
         raise PlanChangeRefused("This workspace is already cancelled.")
-    sub = subscription_open(tenant=tenant)
+    sub = Subscription.objects.filter(tenant=tenant, ended_at__isnull=True).first()
+    immediate = immediate or sub is None
     now = timezone.now()
-    effective = now if immediate else current_period_end(sub, now)
-    if sub.cancel_at is not None and not immediate:
+    effective = now if immediate or sub is None else current_period_end(sub, now)
+    if sub is not None and sub.cancel_at is not None and not immediate:
         raise PlanChangeRefused(f"Cancellation is already scheduled for {sub.cancel_at:%d %B %Y}.")
     invoice = None
     with transaction.atomic():
-        locked = Subscription.objects.select_for_update(of=("self",)).select_related("plan", "tenant").get(pk=sub.pk)
-        Subscription.objects.filter(pk=locked.pk).update(cancel_at=effective, cancel_reason=reason[:500])
+        locked = None
+        if sub is not None:
+            locked = (
+                Subscription.objects.select_for_update(of=("self",)).select_related("plan", "tenant").get(pk=sub.pk)
+            )
+            Subscription.objects.filter(pk=locked.pk).update(cancel_at=effective, cancel_reason=reason[:500])
         Cancellation.objects.create(
             tenant=tenant,
             plan_code=tenant.plan.code if tenant.plan else "",
@@ -234,7 +251,7 @@ def subscription_cancel(
         )
         details = {"reason": reason, "immediate": immediate, "effective_at": effective.isoformat()}
         if immediate:
-            invoice = _final_invoice(sub=locked, now=now)
+            invoice = _final_invoice(sub=locked, now=now) if locked is not None else None
             if invoice is not None:
                 details["invoice"] = invoice.number
             tenant_status_change(tenant=tenant, to=S.CANCELLED, actor=actor, reason=comment or reason,
@@ -251,6 +268,9 @@ def _final_invoice(*, sub: Subscription, now: datetime) -> Invoice | None:
     billing's own engine, so the FINAL invoice says what a period invoice would)."""
     Subscription.objects.filter(pk=sub.pk).update(ended_at=now, status=SubscriptionStatus.CANCELLED)
     sub.refresh_from_db()
+    # A fee billed in advance for this period (its first after a trial) covered it to the
+    # end: its unused part is given back (draft voided, or a credit note this invoice deducts).
+    advance_fee_settle(subscription=sub, ended_at=now)
     start, end = period_bounds(anchor=sub.anchor_day, at=now)
     start = max(start, sub.invoiced_through)
     invoice = None

@@ -4,12 +4,15 @@
   per trial end (claimed in LifecycleNotice; an extended trial is reminded again). When the
   job runs late and two are due at once only the nearer one is sent.
 - At the end, with a payment method on file (BillingProfile.payment_method_id): the tenant
-  becomes active (event `converted`) and billing starts at the trial's end: the first
-  invoice is the period that holds the trial end, fee prorated from it (docs/BILLING.md),
-  drafted by the period job when that period closes; periods already over are closed now.
+  becomes active (event `converted`) and the first invoice is drafted at once, in the same
+  transaction: the plan fee of the period holding the trial end, prorated from it, billed in
+  advance (billing.invoicing.invoice_draft_advance). That period's own invoice, drafted by the
+  period job when it closes, then holds its usage only. Periods already over (a late job)
+  are closed now, in arrears, as usual. See docs/BILLING.md.
 - At the end without one: suspended (data kept), the subscription closed with nothing
-  billed. `trial_payment_method_added` (the payments code calls it when a card is saved)
-  reactivates such a tenant and opens a subscription billed from that moment.
+  billed. `trial_payment_method_added` (connected to billing's `payment_method_saved`)
+  reactivates such a tenant on a subscription billed from that moment, and drafts its first
+  invoice the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.invoicing import subscription_close_periods, subscription_create
+from billing.invoicing import invoice_draft_advance, subscription_close_periods, subscription_create
 from billing.models import BillingProfile, Subscription, SubscriptionStatus
 from lifecycle.models import LifecycleNotice
 from lifecycle.notifications import notice_send_once, workspace_url
@@ -138,15 +141,22 @@ def trial_end(*, tenant: Tenant, now: datetime | None = None) -> str:
         profile = BillingProfile.objects.filter(tenant=locked).first()
         sub = Subscription.objects.filter(tenant=locked, ended_at__isnull=True).first()
         if profile is not None and profile.has_payment_method:
+            first = None
+            if sub is not None:
+                Subscription.objects.filter(pk=sub.pk).update(status=SubscriptionStatus.ACTIVE)
+                # The first invoice, now: the fee of the period holding the trial end, in advance.
+                first = invoice_draft_advance(subscription=sub, now=now)
             tenant_status_change(
                 tenant=locked,
                 to=S.ACTIVE,
                 event="converted",
                 reason="Trial ended with a payment method on file.",
-                details={"trial_ended_at": locked.trial_ends_at.isoformat(), "plan": locked.plan_id},
+                details={
+                    "trial_ended_at": locked.trial_ends_at.isoformat(),
+                    "plan": locked.plan_id,
+                    "first_invoice": str(first) if first is not None else None,
+                },
             )
-            if sub is not None:
-                Subscription.objects.filter(pk=sub.pk).update(status=SubscriptionStatus.ACTIVE)
             outcome = "converted"
         else:
             tenant_status_change(
@@ -166,8 +176,8 @@ def trial_end(*, tenant: Tenant, now: datetime | None = None) -> str:
         tenant_id, ends_at = locked.pk, locked.trial_ends_at
         transaction.on_commit(lambda: _trial_end_email(tenant_id=tenant_id, outcome=outcome, ends_at=ends_at))
     if outcome == "converted" and sub is not None:
-        # Periods already over (a trial that ran past a period boundary) are drafted now;
-        # the period holding the trial end is drafted when it closes (billing.close_periods).
+        # Periods already over (the job ran after a period boundary) are drafted now, in
+        # arrears; the current one's usage is billed when it closes (billing.close_periods).
         subscription_close_periods(subscription_id=sub.pk, now=now)
     return outcome
 
@@ -178,39 +188,50 @@ def _trial_end_email(*, tenant_id: int, outcome: str, ends_at: datetime) -> None
     notice_task.delay(tenant_id, f"trial_{outcome}", ends_at.isoformat(), f"trial_{outcome}")
 
 
-def _suspended_by_trial(tenant: Tenant) -> bool:
+def suspended_by_trial(tenant: Tenant) -> bool:
+    """Whether the tenant's current suspension is the one of a trial that ended without a
+    payment method (which saving a card lifts)."""
     last = TenantEvent.objects.filter(tenant=tenant, details__to=S.SUSPENDED).order_by("-pk").first()
     return last is not None and (last.details or {}).get("cause") == TRIAL_CAUSE
 
 
-def trial_payment_method_added(tenant: Tenant, *, actor: User | None = None) -> str:
-    """Call after a payment method was saved for `tenant`. A tenant suspended because its
-    trial ended without one is reactivated, billed from now on. Returns "reactivated",
-    or "unchanged" (trialing tenants convert at the trial's end; other suspensions are not
-    the trial's to lift). Idempotent."""
+def trial_payment_method_added(tenant: Tenant, *, actor: User | None = None, reason: str = "") -> str:
+    """Call after a payment method was saved for `tenant` (connected to billing's
+    `payment_method_saved`). A tenant suspended because its trial ended without one is
+    reactivated on a subscription billed from now, and its first invoice is drafted at once,
+    as at a conversion: the plan fee from now to the end of the current period, in advance.
+    Returns "reactivated", or "unchanged" (trialing tenants convert at the trial's end; other
+    suspensions are not the trial's to lift). Idempotent: a second call finds the tenant
+    active and bills nothing."""
     with transaction.atomic():
         locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        if locked.status != S.SUSPENDED or not _suspended_by_trial(locked):
+        if locked.status != S.SUSPENDED or not suspended_by_trial(locked):
             return "unchanged"
         now = timezone.now()
-        tenant_status_change(
-            tenant=locked,
-            to=S.ACTIVE,
-            actor=actor,
-            event="reactivated",
-            reason="Payment method added after the trial ended.",
-            details={"cause": "payment_method_added"},
-        )
         assert locked.plan_id is not None
-        subscription_create(
+        sub = subscription_create(
             tenant=locked,
             plan_id=locked.plan_id,
             interval=locked.billing_interval,
             started_at=now,
             billing_starts_at=now,
         )
+        first = invoice_draft_advance(subscription=sub, now=now)
+        tenant_status_change(
+            tenant=locked,
+            to=S.ACTIVE,
+            actor=actor,
+            event="reactivated",
+            reason=reason or "Payment method added after the trial ended.",
+            details={"cause": "payment_method_added", "first_invoice": str(first) if first is not None else None},
+        )
     tenant.status = S.ACTIVE
     return "reactivated"
+
+
+def on_payment_method_saved(sender: object, *, tenant: Tenant, actor: User | None = None, **kwargs: object) -> None:
+    """Receiver of billing.signals.payment_method_saved (connected in LifecycleConfig.ready)."""
+    trial_payment_method_added(tenant, actor=actor)
 
 
 @transaction.atomic

@@ -3,7 +3,9 @@
 Tenants are created by provisioning (signup or `tenant_provision`), never here, and never
 deleted here (that drops the customer's schema). Status, plan and config change only through
 the operation pages in tenants/admin_operations.py, which call the services and record who
-and why. Plans live in tenants/admin_plans.py, vector shards in tenants/admin_shards.py.
+and why (plan change, cancellation and reactivation carry billing: the lifecycle layer
+registers them there). Plans live in tenants/admin_plans.py, vector shards in
+tenants/admin_shards.py.
 """
 
 from __future__ import annotations

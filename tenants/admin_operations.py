@@ -2,8 +2,16 @@
 
 Suspend, reactivate, cancel and change plan work on one tenant (buttons on its page) or
 many (list actions, which redirect here with the ids). Config change and rollback work on
-one tenant. The views are thin: check permission, validate a form, call one service per
-tenant with `actor=request.user` and the reason, and say per tenant what happened or why not.
+one tenant. The views are thin: check permission, validate the operation's form, call its
+service once per tenant with `actor=request.user` and the reason, and say per tenant what
+happened or why not (a refusal changes nothing).
+
+The operations are `TenantOperation`s in a registry. This module registers suspend and
+reactivate (tenant status). Plan changes and cancellation carry billing — proration,
+downgrades at period end, final invoices, cancellation reasons — which lives above this
+layer (tenants ← metering ← billing ← lifecycle), so the lifecycle layer registers them
+(lifecycle/admin_operations.py, with a reactivation that reopens billing), calling the same
+services as the workspace's /plan/ page. Without them the actions are not offered.
 
 Permissions: status and plan operations need `change_tenant`; config operations need
 `add_tenantconfigversion` (see STAFF_GROUPS in tenants/services.py).
@@ -12,40 +20,94 @@ Permissions: status and plan operations need `change_tenant`; config operations 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from tenants.config import CONFIG_KEYS, config_current_version, config_rollback, config_validate, config_version_create
-from tenants.models import Plan, Tenant, TenantConfigVersion, TenantStatus, User
+from tenants.models import Tenant, TenantConfigVersion, TenantStatus, User
 from tenants.revenue import money_format
-from tenants.services import tenant_plan_change
 from tenants.status import tenant_status_change, transition_allowed
 
 S = TenantStatus
 
 
-@dataclass(frozen=True)
-class StatusOperation:
-    verb: str
-    done: str
-    to: str
-    # Narrower than the state machine where the staff action means something narrower:
-    # "reactivate" undoes a suspension or cancellation; it does not end a trial early
-    # (lifecycle does that) or clear a payment problem (billing does that).
-    only_from: frozenset[str] | None = None
+class TenantOperation:
+    """A staff operation on tenants, run from its intermediate page (one or many tenants).
+
+    `apply` does it for one tenant and returns the success message; a ValidationError is a
+    refusal ("<tenant>: <not_done> — <why> Nothing changed."), so it must change nothing.
+    `refusal` is what is known before asking (shown on the page, and the tenant page offers
+    no button then); `outcome` says what will happen to a tenant that is not refused."""
+
+    key: str = ""  # the URL part: /admin/tenants/tenant/operation/<key>/
+    action: str = ""  # the list action's method name on TenantOperationsAdmin
+    verb: str = ""  # page title "<verb> <tenants>"; the tenant page's button "<button>…"
+    button: str = ""
+    not_done: str = ""  # "not suspended", "plan not changed"
+    submit_label: str = ""
+    help: str = ""  # what the operation does, above its form
     dangerous: bool = False
 
-    def refusal(self, status: str) -> str | None:
-        """Why a tenant in `status` cannot take this operation, or None if it can."""
+    def form(self, data: Mapping[str, Any] | None, tenants: list[Tenant]) -> forms.Form:
+        return ReasonForm(data)
+
+    def refusal(self, tenant: Tenant) -> str | None:
+        return None
+
+    def outcome(self, tenant: Tenant) -> str:
+        return ""
+
+    def apply(self, tenant: Tenant, actor: User, data: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+OPERATIONS: dict[str, TenantOperation] = {}
+
+
+def operation_register(operation: TenantOperation) -> TenantOperation:
+    """Offer `operation` in the tenant admin, replacing one registered under its key."""
+    OPERATIONS[operation.key] = operation
+    return operation
+
+
+class StatusOperation(TenantOperation):
+    """A change of the tenant's status alone (tenants.status)."""
+
+    def __init__(
+        self,
+        key: str,
+        verb: str,
+        done: str,
+        to: str,
+        *,
+        only_from: frozenset[str] | None = None,
+        dangerous: bool = False,
+    ) -> None:
+        self.key = self.action = key
+        self.verb = self.button = verb
+        self.done = done
+        self.not_done = f"not {done.lower()}"
+        self.submit_label = f"{verb} now"
+        self.to = to
+        # Narrower than the state machine where the staff action means something narrower:
+        # "reactivate" undoes a suspension or cancellation; it does not end a trial early
+        # (lifecycle does that) or clear a payment problem (billing does that).
+        self.only_from = only_from
+        self.dangerous = dangerous
+
+    def refusal(self, tenant: Tenant) -> str | None:
+        """Why the tenant cannot take this operation, or None if it can."""
+        status = tenant.status
         if self.only_from is not None and status not in self.only_from:
             allowed = " or ".join(S(s).label.lower() for s in sorted(self.only_from))
             return f"only a {allowed} tenant can be {self.done.lower()}; it is {S(status).label.lower()}"
@@ -53,15 +115,17 @@ class StatusOperation:
             return f"a {S(status).label.lower()} tenant cannot become {S(self.to).label.lower()}"
         return None
 
+    def outcome(self, tenant: Tenant) -> str:
+        return f"becomes {self.done.lower()}"
 
-STATUS_OPERATIONS: dict[str, StatusOperation] = {
-    "suspend": StatusOperation("Suspend", "Suspended", S.SUSPENDED, dangerous=True),
-    "reactivate": StatusOperation(
-        "Reactivate", "Reactivated", S.ACTIVE, only_from=frozenset({S.SUSPENDED, S.CANCELLED})
-    ),
-    "cancel": StatusOperation("Cancel", "Cancelled", S.CANCELLED, dangerous=True),
-}
-PLAN_CHANGE = "change-plan"
+    def apply(self, tenant: Tenant, actor: User, data: dict[str, Any]) -> str:
+        before = tenant.get_status_display().lower()
+        refusal = self.refusal(tenant) if self.only_from is not None else None
+        if refusal:
+            raise ValidationError(f"{refusal}.")
+        # Otherwise the state machine decides, and says why not in its own words.
+        tenant_status_change(tenant=tenant, to=self.to, actor=actor, reason=data["reason"])
+        return f"{self.done} {tenant_label(tenant)} (was {before}). Reason recorded: “{data['reason']}”."
 
 
 class ReasonForm(forms.Form):
@@ -77,22 +141,6 @@ class PlanChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         price = money_format(minor=obj.price_monthly, currency=obj.currency)
         return f"{obj.name} — {price} / month"
-
-
-class PlanChangeForm(ReasonForm):
-    plan = PlanChoiceField(
-        queryset=Plan.objects.none(),
-        label="New plan",
-        help_text="Retired plans are not offered. Limits and the plan's config preset apply at once.",
-    )
-    field_order = ["plan", "reason"]
-
-    def __init__(self, *args: Any, current: Plan | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        plans = Plan.objects.available()
-        if current is not None:
-            plans = plans.exclude(pk=current.pk)
-        self.fields["plan"].queryset = plans  # type: ignore[attr-defined]
 
 
 def config_error_lines(exc: ValidationError) -> list[str]:
@@ -154,6 +202,15 @@ def tenant_label(tenant: Tenant) -> str:
     return f"{tenant.name} ({tenant.slug})"
 
 
+# Status only. lifecycle/admin_operations.py adds change-plan and cancel, and replaces reactivate.
+operation_register(StatusOperation("suspend", "Suspend", "Suspended", S.SUSPENDED, dangerous=True))
+operation_register(
+    StatusOperation(
+        "reactivate", "Reactivate", "Reactivated", S.ACTIVE, only_from=frozenset({S.SUSPENDED, S.CANCELLED})
+    )
+)
+
+
 class TenantOperationsAdmin(admin.ModelAdmin):
     """The operation views of the tenant admin; TenantAdmin (tenants/admin.py) builds on it."""
 
@@ -195,7 +252,13 @@ class TenantOperationsAdmin(admin.ModelAdmin):
 
     @admin.action(description="Change plan of selected tenants…", permissions=["change"])
     def change_plan(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> HttpResponse:
-        return self._to_operation(PLAN_CHANGE, queryset)
+        return self._to_operation("change-plan", queryset)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # An operation nobody registered (see the module's docstring) is not offered.
+        offered = {op.action for op in OPERATIONS.values()}
+        known = {"suspend", "reactivate", "cancel", "change_plan"}
+        return {name: a for name, a in super().get_actions(request).items() if name not in known or name in offered}
 
     # -- buttons on the tenant page ---------------------------------------------------------
 
@@ -203,14 +266,12 @@ class TenantOperationsAdmin(admin.ModelAdmin):
         links: list[dict[str, str]] = []
         if self.has_change_permission(request, tenant):
             query = urlencode({"ids": tenant.pk, "back": "detail"})
-            for key, op in STATUS_OPERATIONS.items():
-                if op.refusal(tenant.status) is None:
+            for key, op in OPERATIONS.items():
+                if op.refusal(tenant) is None:
                     url = reverse("admin:tenants_tenant_operation", args=[key])
                     links.append(
-                        {"label": f"{op.verb}…", "url": f"{url}?{query}", "css": "danger" if op.dangerous else ""}
+                        {"label": f"{op.button}…", "url": f"{url}?{query}", "css": "danger" if op.dangerous else ""}
                     )
-            url = reverse("admin:tenants_tenant_operation", args=[PLAN_CHANGE])
-            links.append({"label": "Change plan…", "url": f"{url}?{query}", "css": ""})
         if self.has_config_permission(request):
             url = reverse("admin:tenants_tenant_config", args=[tenant.pk])
             links.append({"label": "Change config…", "url": url, "css": ""})
@@ -237,8 +298,8 @@ class TenantOperationsAdmin(admin.ModelAdmin):
         return reverse("admin:tenants_tenant_change", args=[tenant.pk])
 
     def operation_view(self, request: HttpRequest, operation: str) -> HttpResponse:
-        status_op = STATUS_OPERATIONS.get(operation)
-        if status_op is None and operation != PLAN_CHANGE:
+        op = OPERATIONS.get(operation)
+        if op is None:
             raise Http404("No such operation.")
         if not self.has_change_permission(request):
             raise PermissionDenied
@@ -249,65 +310,39 @@ class TenantOperationsAdmin(admin.ModelAdmin):
             messages.warning(request, "No customer tenant was selected.")
             return HttpResponseRedirect(changelist)
         back = self._change_url(tenants[0]) if request.GET.get("back") == "detail" and len(tenants) == 1 else changelist
-        form: ReasonForm
-        if status_op is None:
-            # One tenant: its own plan is no choice. Several: each one already on it is told so.
-            form = PlanChangeForm(request.POST or None, current=tenants[0].plan if len(tenants) == 1 else None)
-        else:
-            form = ReasonForm(request.POST or None)
+        form = op.form(request.POST if request.method == "POST" else None, tenants)
         if request.method == "POST" and form.is_valid():
             actor = staff_actor(request)
             for tenant in tenants:
-                if status_op is not None:
-                    self._status_apply(request, status_op, tenant, actor, form.cleaned_data["reason"])
+                try:
+                    with transaction.atomic():  # a refusal halfway leaves this tenant as it was
+                        done = op.apply(tenant, actor, form.cleaned_data)
+                except ValidationError as exc:
+                    text = " ".join(exc.messages)
+                    messages.error(request, f"{tenant_label(tenant)}: {op.not_done} — {text} Nothing changed.")
                 else:
-                    self._plan_apply(request, tenant, actor, form.cleaned_data["plan"], form.cleaned_data["reason"])
+                    messages.success(request, done)
             return HttpResponseRedirect(back)
-        verb = status_op.verb if status_op else "Change plan of"
         count = f"{len(tenants)} tenants" if len(tenants) > 1 else tenant_label(tenants[0])
-        rows = [
-            {"tenant": t, "refusal": status_op.refusal(t.status) if status_op else None, "url": self._change_url(t)}
-            for t in tenants
-        ]
+        rows = []
+        for t in tenants:
+            refusal = op.refusal(t)
+            outcome = "" if refusal else op.outcome(t)
+            rows.append({"tenant": t, "refusal": refusal, "outcome": outcome, "url": self._change_url(t)})
         context = self._context(
             request,
-            f"{verb} {count}",
+            f"{op.verb} {count}",
             form=form,
             rows=rows,
             operation=operation,
-            status_op=status_op,
+            show_outcome=any(row["refusal"] or row["outcome"] for row in rows),
             cancel_url=back,
-            submit_label=f"{status_op.verb} now" if status_op else "Change plan",
-            danger=bool(status_op and status_op.dangerous),
+            submit_label=op.submit_label,
+            operation_help=op.help,
+            danger=op.dangerous,
             single=tenants[0] if len(tenants) == 1 else None,
         )
         return TemplateResponse(request, "admin/tenants/tenant/operation.html", context)
-
-    def _status_apply(
-        self, request: HttpRequest, op: StatusOperation, tenant: Tenant, actor: User, reason: str
-    ) -> None:
-        before = tenant.get_status_display().lower()
-        refusal = op.refusal(tenant.status) if op.only_from is not None else None
-        if refusal:
-            messages.error(request, f"{tenant_label(tenant)}: not {op.done.lower()} — {refusal}. Nothing changed.")
-            return
-        try:
-            tenant_status_change(tenant=tenant, to=op.to, actor=actor, reason=reason)
-        except ValidationError as exc:
-            text = " ".join(exc.messages)
-            messages.error(request, f"{tenant_label(tenant)}: not {op.done.lower()} — {text} Nothing changed.")
-            return
-        messages.success(request, f"{op.done} {tenant_label(tenant)} (was {before}). Reason recorded: “{reason}”.")
-
-    def _plan_apply(self, request: HttpRequest, tenant: Tenant, actor: User, plan: Plan, reason: str) -> None:
-        old = tenant.plan.name if tenant.plan else "no plan"
-        try:
-            tenant_plan_change(tenant=tenant, plan=plan, actor=actor, reason=reason)
-        except ValidationError as exc:
-            text = " ".join(exc.messages)
-            messages.error(request, f"{tenant_label(tenant)}: plan not changed — {text}")
-            return
-        messages.success(request, f"Moved {tenant_label(tenant)} from {old} to {plan.name}. Reason recorded.")
 
     def config_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not self.has_config_permission(request):

@@ -475,6 +475,139 @@ def test_swing_flag_against_the_previous_invoice(make_tenant):
     assert (october.total, october.previous_total, october.swing_flag) == (33_800, 52_400, False)
 
 
+# -- the first period's fee in advance (a trial's conversion) -----------------------------------------
+# lifecycle/trials.py calls invoice_draft_advance when a trial converts; these are its arithmetic
+# and idempotency. The trial ends on 2026-08-16: 16 of August's 31 days are billable.
+
+TRIAL_END = datetime(2026, 8, 16, tzinfo=UTC)
+
+
+def advance_of(tenant) -> Invoice:
+    return Invoice.objects.exclude(status=InvoiceStatus.VOID).get(tenant=tenant, kind="advance")
+
+
+def test_first_period_fee_in_advance_then_the_period_invoice_holds_usage_only(make_tenant):
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant, billing_starts_at=TRIAL_END)
+    advance = invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + HOUR)
+    assert advance is not None
+    assert (advance.kind, advance.status, advance.number) == ("advance", InvoiceStatus.DRAFT, None)
+    assert (advance.period_start, advance.period_end) == (TRIAL_END, P2)
+    # the same fee line as the period invoice in arrears would have had: 299.00 × 0.516129 = 154.32
+    assert lines_of(advance) == [
+        ("base", "Growth plan, 2026-08-16 to 2026-09-01 (prorated: 51.61% of the month)", 15_432)
+    ]
+    assert (advance.subtotal, advance.total, advance.previous_total) == (15_432, 15_432, None)
+    # again (a re-run, or the job one hour later): nothing more
+    assert invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + HOUR) is None
+    assert invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + 2 * HOUR) is None
+    # after the trial: 60,000,000 tokens in 3 calls → 10,000,000 over → 10 packages × 1.50 = 15.00
+    record(tenant, datetime(2026, 8, 20, 12, tzinfo=UTC), tokens=[20_000_000] * 3)
+
+    assert close(P2 + HOUR).drafted == 1
+    assert close(P2 + HOUR).drafted == 0  # and again: nothing twice
+    august = invoice_of(tenant, P1)
+    assert amounts(august) == [("usage", 1_500), ("usage", 0), ("usage", 0)]  # no plan fee: billed in advance
+    assert august.lines.get(meter="ai_tokens").period_start == TRIAL_END  # usage from the trial's end
+    assert august.total == 1_500
+    assert Invoice.objects.filter(tenant=tenant).count() == 2
+
+    close(P3 + HOUR)
+    september = invoice_of(tenant, P2)
+    assert amounts(september)[0] == ("base", 29_900)  # the full fee again, in arrears
+    # "previous" is what August was invoiced in all: 154.32 in advance + 15.00 after it
+    assert (september.previous_total, september.swing_flag) == (16_932, True)
+    # numbering: one gap-free series whatever the kind
+    numbers = [_number(invoice_finalize(invoice=i, actor=None)) for i in (advance, august, september)]
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+
+
+def test_the_fee_in_advance_gets_the_coupon_and_counts_one_period(make_tenant):
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant, billing_starts_at=TRIAL_END)
+    coupon = Coupon.objects.create(code="half", name="Half", percent_off=Decimal("50"), duration_periods=2)
+    Discount.objects.create(tenant=tenant, coupon=coupon, starts_at=P1)
+    advance = invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + HOUR)
+    assert amounts(advance) == [("base", 15_432), ("discount", -7_716)]
+    record(tenant, datetime(2026, 8, 20, 12, tzinfo=UTC), tokens=[20_000_000] * 3)
+    close(P3 + HOUR)
+    assert "discount" not in [kind for kind, _ in amounts(invoice_of(tenant, P1))]  # no fee there to discount
+    assert amounts(invoice_of(tenant, P2))[-1] == ("discount", -14_950)  # September: the second period
+    assert Discount.objects.get(tenant=tenant).periods_used == 2
+
+
+def test_auto_approved_tenant_gets_the_fee_in_advance_finalized(make_tenant):
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant, billing_starts_at=TRIAL_END)
+    BillingProfile.objects.filter(tenant=tenant).update(auto_approve=True)
+    advance = invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + HOUR)
+    assert advance.status == InvoiceStatus.FINALIZED and advance.number.startswith("INV-")
+
+
+def test_no_fee_in_advance_once_the_period_is_over_or_for_a_free_plan(make_tenant):
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant, billing_starts_at=TRIAL_END)
+    # the conversion ran after the period ended: it is billed in arrears, fee included, as before
+    assert invoicing.invoice_draft_advance(subscription=sub, now=P2 + HOUR) is None
+    close(P2 + HOUR)
+    assert amounts(invoice_of(tenant, P1))[0] == ("base", 15_432)
+    assert not Invoice.objects.filter(tenant=tenant, kind="advance").exists()
+    free = make_tenant("free")
+    assert invoicing.invoice_draft_advance(subscription=subscribe(free, billing_starts_at=TRIAL_END),
+                                           now=TRIAL_END + HOUR) is None  # fmt: skip
+
+
+def test_the_unique_constraint_holds_one_live_advance_per_tenant_and_period(make_tenant):
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant, billing_starts_at=TRIAL_END)
+    advance = invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + HOUR)
+    sub.refresh_from_db()
+    # a second writer that got past the check makes nothing either (IntegrityError → None)
+    fee = invoicing._fee_line(sub, P1, P2)
+    assert invoicing._invoice_make(sub=sub, kind="advance", period_start=TRIAL_END, period_end=P2, lines=[fee],
+                                   base_total=fee.amount) is None  # fmt: skip
+    # voided (say finance found it wrong), the period invoice bills the fee in arrears instead
+    invoice_void(invoice=advance, actor=None, reason="wrong card holder")
+    close(P2 + HOUR)
+    assert amounts(invoice_of(tenant, P1))[0] == ("base", 15_432)
+
+
+def test_an_early_end_gives_back_the_fee_billed_in_advance_for_after_it(make_tenant):
+    """Cancelled at once on 2026-08-20 (lifecycle's FINAL invoice): the customer pays the fee
+    for 2026-08-16 to 2026-08-20, 4 of 31 days: 299.00 × 0.129032 = 38.58."""
+    ended = datetime(2026, 8, 20, tzinfo=UTC)
+    # still a draft: voided, and the final invoice bills the fee up to the end itself
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant, billing_starts_at=TRIAL_END)
+    advance = invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + HOUR)
+    Subscription.objects.filter(pk=sub.pk).update(ended_at=ended)
+    assert invoicing.advance_fee_settle(subscription=sub, ended_at=ended) == [advance]
+    advance.refresh_from_db()
+    assert advance.status == InvoiceStatus.VOID
+    sub.refresh_from_db()
+    final = invoicing.invoice_draft(subscription=sub, period_start=P1, period_end=P2, now=ended)
+    assert amounts(final)[0] == ("base", 3_858)
+
+    # issued already: never changed, credited for 16 − 4 = 12 days (154.32 − 38.58 = 115.74),
+    # which the final invoice deducts while it fits
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant, billing_starts_at=TRIAL_END)
+    advance = invoice_finalize(invoice=invoicing.invoice_draft_advance(subscription=sub, now=TRIAL_END + HOUR),
+                               actor=None)  # fmt: skip
+    # 200,000,000 tokens after the trial: 150 packages × 1.50 = 225.00 of usage on the final invoice
+    record(tenant, datetime(2026, 8, 18, tzinfo=UTC), tokens=[20_000_000] * 10)
+    Subscription.objects.filter(pk=sub.pk).update(ended_at=ended)
+    [note] = invoicing.advance_fee_settle(subscription=sub, ended_at=ended)
+    assert (note.invoice, note.amount) == (advance, 11_574)
+    sub.refresh_from_db()
+    final = invoicing.invoice_draft(subscription=sub, period_start=P1, period_end=P2, now=ended)
+    assert amounts(final) == [("usage", 22_500), ("usage", 0), ("usage", 0), ("credit", -11_574)]
+    advance.refresh_from_db()
+    assert (advance.status, advance.total) == (InvoiceStatus.FINALIZED, 15_432)
+    # settled once: a second call gives nothing more back
+    assert invoicing.advance_fee_settle(subscription=sub, ended_at=ended) == []
+
+
 # -- the period job ------------------------------------------------------------------------------
 
 

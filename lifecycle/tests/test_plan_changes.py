@@ -175,6 +175,45 @@ def test_cancel_now_invoices_final_usage(make_tenant):
     assert event.details["immediate"] is True and event.details["invoice"] == invoice.number
 
 
+def converted(make_tenant, code: str = "starter", auto_approve: bool = False) -> Tenant:
+    """A tenant whose trial ended an hour ago with a card: its first period's fee billed in advance."""
+    from billing.models import BillingProfile
+    from lifecycle.trials import trial_end
+
+    tenant = make_tenant(code)
+    ends = timezone.now() - timedelta(hours=1)
+    Tenant.objects.filter(pk=tenant.pk).update(trial_ends_at=ends)
+    Subscription.objects.filter(tenant=tenant).update(billing_starts_at=ends)
+    BillingProfile.objects.filter(tenant=tenant).update(payment_method_id="pm_card_visa", auto_approve=auto_approve)
+    assert trial_end(tenant=tenant) == "converted"
+    return Tenant.objects.get(pk=tenant.pk)
+
+
+def test_cancel_now_after_conversion_voids_the_draft_fee_in_advance(make_tenant):
+    tenant = converted(make_tenant)
+    advance = Invoice.objects.get(tenant=tenant, kind="advance")
+    result = subscription_cancel(tenant=tenant, actor=owner(tenant), reason="not_using", immediate=True)
+    advance.refresh_from_db()
+    assert advance.status == "void"
+    # the final invoice bills the fee for the hour since the trial ended, as in arrears
+    fee = result.invoice.lines.get(kind="base")
+    assert 0 < fee.amount < advance.total and result.invoice.status == "finalized"
+
+
+def test_cancel_now_after_conversion_credits_an_issued_fee_in_advance(make_tenant):
+    tenant = converted(make_tenant, auto_approve=True)
+    advance = Invoice.objects.get(tenant=tenant, kind="advance")
+    assert advance.status == "finalized"
+    result = subscription_cancel(tenant=tenant, actor=owner(tenant), reason="not_using", immediate=True)
+    advance.refresh_from_db()
+    assert (advance.status, advance.total) == ("finalized", advance.lines.get().amount)  # never changed
+    note = advance.credit_notes.get()
+    # credited: the fee for the rest of the period; kept: about an hour's worth
+    assert 0 < advance.total - note.amount < advance.total // 100
+    # no usage to deduct it from: the final invoice has nothing due and the credit stays the tenant's
+    assert result.invoice is None and note.applied_to is None
+
+
 def test_staff_reactivates_a_cancelled_tenant(make_tenant, django_user_model):
     staff = django_user_model.objects.create(username="ops2", email="ops2@saasops.test", is_staff=True)
     tenant = paying(make_tenant, "starter")

@@ -4,16 +4,35 @@ attempts, and what the support and finance groups may and may not do.
 
 Counts are worked out from conftest's world: two customer tenants (tenant-a, tenant-b), both
 trialing on Growth ($299.00 a month, $2,990.00 a year), on the one shard "shard-1".
+
+Plan change, cancellation and reactivation are the lifecycle layer's operations registered
+into the tenant admin (lifecycle/admin_operations.py): here they are checked to bill exactly as
+the customer's own /plan/ page does.
 """
 
 import json
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from lifecycle.models import ProvisioningAttempt
-from tenants.models import Plan, ShardMove, Tenant, TenantConfigVersion, TenantEvent, User, VectorShard
+from billing.models import BillingProfile, Invoice, Subscription
+from lifecycle import plan_changes
+from lifecycle.models import Cancellation, ProvisioningAttempt
+from lifecycle.plan_changes import subscription_cancel
+from metering.periods import period_bounds
+from tenants.models import (
+    Membership,
+    Plan,
+    ShardMove,
+    Tenant,
+    TenantConfigVersion,
+    TenantEvent,
+    User,
+    VectorShard,
+)
 from tenants.services import staff_groups_ensure
 from tenants.status import tenant_status_change
 
@@ -212,25 +231,18 @@ def test_reactivate_from_tenant_page(staff_client, superuser, tenant_a):
     )
 
 
-def test_cancel(staff_client, superuser, tenant_a):
-    before = last_event_id(tenant_a)
-    _, done = run_operation(staff_client, "cancel", [tenant_a], {"reason": "customer left"})
-    assert "Cancelled Tenant A (tenant-a)" in messages_of(done)[0]
-    tenant_a.refresh_from_db()
-    assert tenant_a.status == "cancelled"
-    [event] = events_since(tenant_a, before)
-    assert (event.kind, event.actor, event.note) == ("cancelled", superuser, "customer left")
-
-
 def test_reactivating_an_active_tenant_is_refused_and_changes_nothing(staff_client, tenant_a):
     tenant_status_change(tenant=tenant_a, to="active")
     before = last_event_id(tenant_a)
     page, done = run_operation(staff_client, "reactivate", [tenant_a], {"reason": "oops"})
-    assert b"Will be refused: only a cancelled or suspended tenant can be reactivated; it is active." in page.content
+    assert (
+        "Will be refused: only a cancelled or suspended tenant, or one with a cancellation scheduled, can be "
+        "reactivated; it is active." in page.content.decode()
+    )
     [message] = messages_of(done)
     assert message == (
-        "Tenant A (tenant-a): not reactivated — only a cancelled or suspended tenant can be reactivated; "
-        "it is active. Nothing changed."
+        "Tenant A (tenant-a): not reactivated — only a cancelled or suspended tenant, or one with a cancellation "
+        "scheduled, can be reactivated; it is active. Nothing changed."
     )
     tenant_a.refresh_from_db()
     assert tenant_a.status == "active"
@@ -276,55 +288,352 @@ def test_non_customer_ids_are_ignored(staff_client):
     assert public.status == "active"
 
 
-# -- plan change -----------------------------------------------------------------------------------
+# -- plan change, cancellation, reactivation: the lifecycle services, as on the customer's /plan/ page ---
 
 
-def test_change_plan(staff_client, superuser, tenant_a):
-    starter = Plan.objects.get(code="starter")
-    before = last_event_id(tenant_a)
+def paying(make_tenant, code: str = "starter") -> Tenant:
+    """A tenant past its trial, billed since before the current period (as lifecycle's tests)."""
+    tenant = make_tenant(code)
+    now = timezone.now()
+    Tenant.objects.filter(pk=tenant.pk).update(status="active", trial_ends_at=now - timedelta(days=40))
+    sub = Subscription.objects.get(tenant=tenant)
+    start, _ = period_bounds(anchor=sub.anchor_day, at=now)
+    Subscription.objects.filter(pk=sub.pk).update(billing_starts_at=now - timedelta(days=40), invoiced_through=start)
+    tenant.refresh_from_db()
+    return tenant
+
+
+@pytest.fixture
+def frozen_now(monkeypatch):
+    """The lifecycle services' clock stopped, so two paths prorate over exactly the same time."""
+    now = timezone.now().replace(microsecond=0)
+    monkeypatch.setattr(plan_changes, "timezone", SimpleNamespace(now=lambda: now))
+    return now
+
+
+def owner_of(tenant) -> User:
+    return tenant.memberships.get(role="owner").user
+
+
+def billing_state(tenant) -> dict:
+    """Everything the operations may touch, to show that a tenant was left alone."""
+    tenant = Tenant.objects.get(pk=tenant.pk)
+    return {
+        "tenant": (tenant.status, tenant.plan_id, tenant.billing_interval),
+        "subscriptions": list(Subscription.objects.filter(tenant=tenant).order_by("pk").values()),
+        "invoices": list(Invoice.objects.filter(tenant=tenant).order_by("pk").values()),
+        "cancellations": Cancellation.objects.filter(tenant=tenant).count(),
+        "events": last_event_id(tenant),
+    }
+
+
+def invoice_facts(invoice: Invoice) -> tuple:
+    lines = [(ln.kind, ln.quantity, ln.unit_price, ln.amount) for ln in invoice.lines.order_by("position")]
+    return invoice.kind, invoice.status, invoice.period_start, invoice.period_end, invoice.total, lines
+
+
+def test_staff_upgrade_bills_the_same_proration_as_the_workspace(
+    staff_client, superuser, make_tenant, client_for, frozen_now
+):
+    by_staff, by_owner = paying(make_tenant), paying(make_tenant)
+    growth = Plan.objects.get(code="growth")
     page, done = run_operation(
-        staff_client, "change-plan", [tenant_a], {"plan": starter.pk, "reason": "downgrade asked"}
+        staff_client, "change-plan", [by_staff], {"plan": growth.pk, "interval": "", "reason": "sales deal"}
     )
-    assert "Starter — $49.00 / month" in page.content.decode()
-    assert "Moved Tenant A (tenant-a) from Growth to Starter. Reason recorded." in messages_of(done)
-    tenant_a.refresh_from_db()
-    assert tenant_a.plan == starter
-    [event] = events_since(tenant_a, before)
-    assert (event.kind, event.actor, event.note, event.details) == (
-        "plan_changed",
+    assert "Growth — $299.00 / month" in page.content.decode() and "prorated" in page.content.decode()
+    owner_page = client_for(by_owner, owner_of(by_owner)).post(
+        "/plan/change/", {"plan": growth.pk, "interval": "monthly"}, follow=True
+    )
+    assert b"You are on Growth now" in owner_page.content
+
+    staff_invoice = Invoice.objects.get(tenant=by_staff)
+    owner_invoice = Invoice.objects.get(tenant=by_owner)
+    assert invoice_facts(staff_invoice) == invoice_facts(owner_invoice)
+    assert staff_invoice.kind == "proration" and staff_invoice.status == "finalized" and staff_invoice.total > 0
+    [message] = messages_of(done)
+    assert message.startswith(f"Upgraded {by_staff.name} ({by_staff.slug}) from Starter to Growth now. ")
+    assert f"Prorated invoice {staff_invoice.number} ($" in message and message.endswith("Reason recorded.")
+    for tenant in (by_staff, by_owner):
+        tenant.refresh_from_db()
+        sub = Subscription.objects.get(tenant=tenant)
+        assert (tenant.plan.code, sub.plan.code, sub.period_fee_plan.code) == ("growth", "growth", "starter")
+    event = TenantEvent.objects.get(tenant=by_staff, kind="upgraded")
+    assert (event.actor, event.actor_type, event.note, event.details["invoice"]) == (
         superuser,
-        "downgrade asked",
-        {"from": "growth", "to": "starter"},
+        "staff",
+        "sales deal",
+        staff_invoice.number,
     )
+
+
+def test_staff_downgrade_waits_for_the_period_end_and_checks_usage(staff_client, superuser, make_tenant):
+    tenant = paying(make_tenant, "growth")
+    starter = Plan.objects.get(code="starter")
+    for i in range(5):  # 6 members; Starter has 5 seats
+        user = User.objects.create(username=f"m{i}-{tenant.slug}", email=f"m{i}@{tenant.slug}.test")
+        Membership.objects.create(user=user, tenant=tenant, role="viewer")
+    before = billing_state(tenant)
+    _, refused = run_operation(staff_client, "change-plan", [tenant], {"plan": starter.pk, "reason": "asked"})
+    [message] = messages_of(refused)
+    assert "plan not changed — The workspace does not fit the smaller plan yet." in message
+    assert "remove 1 member first. Nothing changed." in message
+    assert billing_state(tenant) == before
+
+    Membership.objects.filter(tenant=tenant, role="viewer").delete()
+    _, done = run_operation(staff_client, "change-plan", [tenant], {"plan": starter.pk, "reason": "asked"})
+    sub = Subscription.objects.get(tenant=tenant)
+    tenant.refresh_from_db()
+    assert (tenant.plan.code, sub.pending_plan.code) == ("growth", "starter")  # at the next period start
+    assert not Invoice.objects.filter(tenant=tenant).exists()
+    end = period_bounds(anchor=sub.anchor_day, at=timezone.now())[1]
+    assert messages_of(done) == [
+        f"{tenant.name} ({tenant.slug}): Starter from {end:%d %B %Y} (the next period start), Growth until then. "
+        "Reason recorded."
+    ]
+    event = TenantEvent.objects.get(tenant=tenant, kind="downgraded")
+    assert (event.actor, event.note, event.details["effective_at"]) == (superuser, "asked", end.isoformat())
+
+
+def test_staff_interval_switch_is_scheduled(staff_client, make_tenant):
+    tenant = paying(make_tenant, "starter")
+    starter = Plan.objects.get(code="starter")
+    page, done = run_operation(
+        staff_client, "change-plan", [tenant], {"plan": starter.pk, "interval": "yearly", "reason": "annual deal"}
+    )
+    assert "Starter — $49.00 / month" in page.content.decode()  # its own plan is offered: for the interval
+    assert "billing switches to yearly on" in messages_of(done)[0]
+    sub = Subscription.objects.get(tenant=tenant)
+    assert (sub.interval, sub.pending_interval) == ("monthly", "yearly")
 
 
 def test_change_plan_to_a_retired_plan_is_refused(staff_client, tenant_a):
     starter = Plan.objects.get(code="starter")
     Plan.objects.filter(pk=starter.pk).update(retired_at=timezone.now())
-    before = last_event_id(tenant_a)
+    before = billing_state(tenant_a)
     page, response = run_operation(staff_client, "change-plan", [tenant_a], {"plan": starter.pk, "reason": "x"})
     assert "Starter" not in page.content.decode()  # not offered
     assert response.status_code == 200
     assert "Select a valid choice" in response.context["form"].errors["plan"][0]
-    tenant_a.refresh_from_db()
-    assert tenant_a.plan.code == "growth"
-    assert events_since(tenant_a, before) == []
+    assert billing_state(tenant_a) == before
 
 
-def test_change_plan_to_the_same_plan(staff_client, tenant_a, tenant_b):
+NOT_A_PLAN = "Select a valid choice. That choice is not one of the available choices."
+
+
+@pytest.mark.parametrize(
+    ("data", "errors"),
+    [
+        ({"plan": 999_999, "reason": "x"}, {"plan": [NOT_A_PLAN]}),  # unknown plan
+        ({"plan": "growth", "reason": "x"}, {"plan": [NOT_A_PLAN]}),  # a code, not an id
+        ({"plan": "", "reason": "x"}, {"plan": ["This field is required."]}),
+        ({"plan": "STARTER", "reason": "   "}, {"reason": ["This field is required."]}),
+        (
+            {"plan": "STARTER", "interval": "weekly", "reason": "x"},
+            {"interval": ["Select a valid choice. weekly is not one of the available choices."]},
+        ),
+    ],
+)
+def test_change_plan_bad_input_is_refused_and_changes_nothing(staff_client, make_tenant, data, errors):
+    tenant = paying(make_tenant, "growth")
+    if data.get("plan") == "STARTER":
+        data = {**data, "plan": Plan.objects.get(code="starter").pk}
+    before = billing_state(tenant)
+    _, response = run_operation(staff_client, "change-plan", [tenant], data)
+    assert response.status_code == 200
+    assert response.context["form"].errors == errors
+    assert billing_state(tenant) == before
+
+
+def test_change_plan_to_the_same_plan_and_several_tenants(staff_client, make_tenant):
     growth = Plan.objects.get(code="growth")
-    # one tenant: its own plan is not offered
-    page, response = run_operation(staff_client, "change-plan", [tenant_a], {"plan": growth.pk, "reason": "x"})
-    assert "Growth —" not in page.content.decode()
-    assert "Select a valid choice" in response.context["form"].errors["plan"][0]
-    # several: the service tells each one already on it
-    tenant_b.plan = Plan.objects.get(code="starter")
-    tenant_b.save()
-    _, done = run_operation(staff_client, "change-plan", [tenant_a, tenant_b], {"plan": growth.pk, "reason": "x"})
+    on_growth, on_starter = paying(make_tenant, "growth"), paying(make_tenant, "starter")
+    before = billing_state(on_growth)
+    _, done = run_operation(staff_client, "change-plan", [on_growth, on_starter], {"plan": growth.pk, "reason": "x"})
+    found = messages_of(done)
+    assert (
+        f"{on_growth.name} ({on_growth.slug}): plan not changed — The workspace is already on Growth, billed "
+        "monthly. Nothing changed." in found
+    )
+    assert any(
+        m.startswith(f"Upgraded {on_starter.name} ({on_starter.slug}) from Starter to Growth now.") for m in found
+    )
+    assert billing_state(on_growth) == before
+
+
+def test_a_cancelled_or_suspended_tenant_cannot_change_plan(staff_client, make_tenant):
+    tenant = paying(make_tenant, "starter")
+    Tenant.objects.filter(pk=tenant.pk).update(status="suspended")
+    page, done = run_operation(
+        staff_client, "change-plan", [tenant], {"plan": Plan.objects.get(code="growth").pk, "reason": "x"}
+    )
+    assert "Will be refused: A suspended workspace cannot change plan." in page.content.decode()
     assert messages_of(done) == [
-        "Tenant A (tenant-a): plan not changed — The tenant is already on Growth.",
-        "Moved Tenant B (tenant-b) from Starter to Growth. Reason recorded.",
+        f"{tenant.name} ({tenant.slug}): plan not changed — A suspended workspace cannot change plan. Nothing changed."
     ]
+    assert not Invoice.objects.filter(tenant=tenant).exists()
+
+
+def cancel_data(**overrides) -> dict:
+    return {"reason": "too_expensive", "when": "period_end", "note": "budget cut, told support", **overrides}
+
+
+def test_staff_cancel_at_period_end_is_the_customers_cancellation(staff_client, superuser, make_tenant, frozen_now):
+    by_staff, by_owner = paying(make_tenant), paying(make_tenant)
+    page, done = run_operation(staff_client, "cancel", [by_staff], cancel_data())
+    assert "Too expensive" in page.content.decode() and "final invoice" in page.content.decode()
+    subscription_cancel(tenant=by_owner, actor=owner_of(by_owner), reason="too_expensive", comment="budget cut")
+
+    staff_sub, owner_sub = (Subscription.objects.get(tenant=t) for t in (by_staff, by_owner))
+    end = period_bounds(anchor=staff_sub.anchor_day, at=frozen_now)[1]
+    assert (staff_sub.cancel_at, staff_sub.ended_at, staff_sub.cancel_reason) == (end, None, "too_expensive")
+    assert (owner_sub.cancel_at, owner_sub.ended_at) == (staff_sub.cancel_at, None)
+    by_staff.refresh_from_db()
+    assert by_staff.status == "active"  # until the period ends
+    cancellation = Cancellation.objects.get(tenant=by_staff)
+    assert (cancellation.reason, cancellation.actor_type, cancellation.comment, cancellation.immediate) == (
+        "too_expensive",
+        "staff",
+        "budget cut, told support",
+        False,
+    )
+    event = TenantEvent.objects.get(tenant=by_staff, kind="cancellation_scheduled")
+    assert (event.actor, event.note, event.details["effective_at"]) == (
+        superuser,
+        "budget cut, told support",
+        end.isoformat(),
+    )
+    assert messages_of(done) == [
+        f"{by_staff.name} ({by_staff.slug}): cancelled for the end of the current period, {end:%d %B %Y}; billed "
+        "as usual until then (Reactivate undoes it). Reason recorded: Too expensive — “budget cut, told support”."
+    ]
+    assert not Invoice.objects.filter(tenant__in=[by_staff, by_owner]).exists()
+
+    # staff undo it, as the customer could
+    page, undone = run_operation(staff_client, "reactivate", [by_staff], {"reason": "stays after all"})
+    assert "the scheduled cancellation is withdrawn" in page.content.decode()
+    assert "the scheduled cancellation is withdrawn; the subscription goes on." in messages_of(undone)[0]
+    staff_sub.refresh_from_db()
+    assert staff_sub.cancel_at is None
+    assert Cancellation.objects.get(tenant=by_staff).reactivated_at is not None
+
+
+def test_staff_cancel_now_ends_the_subscription_with_the_same_final_invoice(
+    staff_client, superuser, make_tenant, frozen_now
+):
+    by_staff, by_owner = paying(make_tenant), paying(make_tenant)
+    _, done = run_operation(staff_client, "cancel", [by_staff], cancel_data(when="now", reason="switched"))
+    subscription_cancel(tenant=by_owner, actor=owner_of(by_owner), reason="switched", immediate=True)
+
+    for tenant in (by_staff, by_owner):
+        tenant.refresh_from_db()
+        sub = Subscription.objects.get(tenant=tenant)
+        assert (tenant.status, sub.status, sub.ended_at, sub.cancel_at) == (
+            "cancelled",
+            "cancelled",
+            frozen_now,
+            frozen_now,
+        )
+    staff_final, owner_final = (Invoice.objects.get(tenant=t, kind="final") for t in (by_staff, by_owner))
+    assert invoice_facts(staff_final) == invoice_facts(owner_final)
+    assert staff_final.status == "finalized" and 0 < staff_final.lines.get(kind="base").amount <= 4_900
+    assert messages_of(done)[0].startswith(
+        f"Cancelled {by_staff.name} ({by_staff.slug}) now (was active). Final invoice {staff_final.number} ($"
+    )
+    event = TenantEvent.objects.get(tenant=by_staff, kind="cancelled")
+    assert (event.actor, event.note, event.details["invoice"], event.details["immediate"]) == (
+        superuser,
+        "budget cut, told support",
+        staff_final.number,
+        True,
+    )
+    assert Cancellation.objects.get(tenant=by_staff).actor_type == "staff"
+
+    # staff reactivate a cancelled tenant: a new subscription, billed from now
+    _, back = run_operation(staff_client, "reactivate", [by_staff], {"reason": "came back"})
+    assert "on a new subscription billed from now" in messages_of(back)[0]
+    by_staff.refresh_from_db()
+    assert by_staff.status == "active"
+    assert Subscription.objects.filter(tenant=by_staff, ended_at__isnull=True).count() == 1
+
+
+def test_operations_on_one_tenant_leave_the_other_alone(staff_client, make_tenant):
+    a, b = paying(make_tenant), paying(make_tenant)
+    untouched = billing_state(b)
+    run_operation(staff_client, "change-plan", [a], {"plan": Plan.objects.get(code="growth").pk, "reason": "x"})
+    run_operation(staff_client, "cancel", [a], cancel_data(when="now"))
+    run_operation(staff_client, "reactivate", [a], {"reason": "x"})
+    assert Invoice.objects.filter(tenant=a).count() == 2  # proration, final
+    assert Subscription.objects.filter(tenant=a, ended_at__isnull=True).count() == 1  # reactivated: a new one
+    assert billing_state(b) == untouched
+    # every message names the one tenant acted on
+    _, done = run_operation(staff_client, "cancel", [a], cancel_data(), back="detail")
+    assert [m.split(":")[0] for m in messages_of(done)] == [f"{a.name} ({a.slug})"]
+    assert billing_state(b) == untouched
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "error"),
+    [
+        ({"reason": ""}, "reason", "This field is required."),
+        ({"reason": "bored"}, "reason", "Select a valid choice. bored is not one of the available choices."),
+        ({"note": "  "}, "note", "This field is required."),
+        ({"when": "yesterday"}, "when", "Select a valid choice. yesterday is not one of the available choices."),
+    ],
+)
+def test_cancel_bad_input_is_refused_and_changes_nothing(staff_client, make_tenant, data, field, error):
+    tenant = paying(make_tenant)
+    before = billing_state(tenant)
+    _, response = run_operation(staff_client, "cancel", [tenant], cancel_data(**data))
+    assert response.status_code == 200
+    assert response.context["form"].errors == {field: [error]}
+    assert billing_state(tenant) == before
+
+
+def test_cancelling_twice_is_refused(staff_client, make_tenant):
+    tenant = paying(make_tenant)
+    run_operation(staff_client, "cancel", [tenant], cancel_data())
+    before = billing_state(tenant)
+    page, done = run_operation(staff_client, "cancel", [tenant], cancel_data())
+    assert "already cancelled for" in page.content.decode()
+    assert "not cancelled — Cancellation is already scheduled for" in messages_of(done)[0]
+    assert billing_state(tenant) == before
+    run_operation(staff_client, "cancel", [tenant], cancel_data(when="now"))  # "now" still can
+    page = staff_client.get(url("tenants_tenant_change", tenant.pk)).content.decode()
+    assert "Cancel…" not in page and "Reactivate…" in page
+
+
+def test_a_trial_paused_without_a_card_resumes_only_with_one(staff_client, make_tenant):
+    from lifecycle.trials import trial_end
+
+    tenant = make_tenant("starter")
+    ends = timezone.now() - timedelta(minutes=5)
+    Tenant.objects.filter(pk=tenant.pk).update(trial_ends_at=ends)
+    Subscription.objects.filter(tenant=tenant).update(billing_starts_at=ends)
+    assert trial_end(tenant=tenant) == "suspended"
+    before = billing_state(tenant)
+    page, done = run_operation(staff_client, "reactivate", [tenant], {"reason": "customer called"})
+    assert "Will be refused: its trial ended without a payment method" in page.content.decode()
+    assert "not reactivated — its trial ended without a payment method" in messages_of(done)[0]
+    assert billing_state(tenant) == before
+
+    BillingProfile.objects.filter(tenant=tenant).update(payment_method_id="pm_card_visa")
+    _, done = run_operation(staff_client, "reactivate", [tenant], {"reason": "customer called"})
+    assert "billed from now" in messages_of(done)[0]
+    tenant.refresh_from_db()
+    assert tenant.status == "active"
+    assert Invoice.objects.get(tenant=tenant).kind == "advance"  # its first invoice, as when a card is saved
+    assert TenantEvent.objects.get(tenant=tenant, kind="reactivated").note == "customer called"
+
+    # cancelling a paused workspace (nothing billed) takes effect now
+    paused = make_tenant("starter")
+    Tenant.objects.filter(pk=paused.pk).update(trial_ends_at=ends)
+    Subscription.objects.filter(tenant=paused).update(billing_starts_at=ends)
+    trial_end(tenant=paused)
+    page, done = run_operation(staff_client, "cancel", [paused], cancel_data())
+    assert "nothing is billed: cancelled now" in page.content.decode()
+    assert "now (was suspended). Nothing was left to invoice." in messages_of(done)[0]
+    paused.refresh_from_db()
+    assert paused.status == "cancelled"
 
 
 # -- config ----------------------------------------------------------------------------------------
