@@ -10,4 +10,4 @@ RUN DATABASE_URL=postgresql://build@localhost/build REDIS_URL=redis://localhost 
 RUN useradd --create-home saasops
 USER saasops
 EXPOSE 8000
-CMD ["gunicorn", "saasops.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["python", "-m", "saasops.serve"]

@@ -1,6 +1,6 @@
 """HTTP load helpers of the metering benchmarks (not a benchmark: the name starts with _).
 
-- `AppServer`: the app under gunicorn on 127.0.0.1 (production settings: DEBUG=false),
+- `AppServer`: the app under the production server (saasops/serve.py) on 127.0.0.1 (production settings: DEBUG=false),
   started and stopped by PID.
 - `fixed_rate()`: an open-loop client. Request i is due at start + i / rate whatever
   happened to earlier ones, and its latency is measured from that due time (so a stalled
@@ -57,14 +57,14 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class AppServer:
-    """gunicorn on 127.0.0.1:<free port> with the settings of saasops/gunicorn.conf.py
-    (the app too, unless `app` names another WSGI path) and `args` on top."""
+    """The production web server (saasops/serve.py: granian, the prepared fast-path app) on
+    127.0.0.1:<free port>; `app` names another WSGI application, `args` adds to the command."""
 
     def __init__(self, app: str | None = None, args: Sequence[str] = (), log: Path | None = None):
         self.app = app
         self.args = list(args)
         self.port = free_port()
-        self.log_path = log or Path(f"/tmp/saasops-bench-gunicorn-{os.getpid()}.log")
+        self.log_path = log or Path(f"/tmp/saasops-bench-server-{os.getpid()}.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> AppServer:
@@ -75,21 +75,15 @@ class AppServer:
         self.stop()
 
     def start(self) -> None:
-        cmd = [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "--config",
-            str(ROOT / "saasops" / "gunicorn.conf.py"),
-            "--bind",
-            f"{HOST}:{self.port}",
-            *self.args,
-            *([self.app] if self.app else []),  # default: wsgi_app of the config
-        ]
+        from saasops.serve import command
+
+        cmd = [*command(bind=f"{HOST}:{self.port}", app=self.app), *self.args]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env(), stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.proc.returncode}); see {self.log_path}")
+                raise RuntimeError(f"the web server exited ({self.proc.returncode}); see {self.log_path}")
             try:
                 with urllib.request.urlopen(f"http://{HOST}:{self.port}/healthz", timeout=2) as r:  # noqa: S310
                     if r.status == 200:
@@ -98,7 +92,7 @@ class AppServer:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"gunicorn did not answer /healthz in 60 s; see {self.log_path}")
+                raise RuntimeError(f"the web server did not answer /healthz in 60 s; see {self.log_path}")
             time.sleep(0.2)
 
     def warm(self, request: bytes, n: int = 200) -> None:
@@ -121,13 +115,14 @@ class AppServer:
     def worker_pids(self) -> list[int]:
         if self.proc is None:
             return []
+        # The server's main process (it supervises) and its workers.
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        return [self.proc.pid, *(int(p) for p in out.stdout.split())]
 
 
 def noop_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     """A WSGI app that reads the body and answers a small JSON document: served by the same
-    gunicorn settings, it shows what the client, gunicorn and the loopback cost on their own."""
+    server settings, it shows what the client, the server and the loopback cost on their own."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     if length:
         environ["wsgi.input"].read(length)

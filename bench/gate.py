@@ -7,7 +7,7 @@
    script that runs it is, on every request); reset their counters before each run. Two
    more tenants for the checks: mbench-gate-free (free plan, hard limit) and mbench-gate-slow
    (1 request/s).
-2. Serve the app with gunicorn and saasops/gunicorn.conf.py (the fast path, gthread).
+2. Serve the app with the production server (saasops/serve.py: granian, the fast path).
 3. Same answers: for 200, 402, 429, 404, 400 and 401 cases the fast path and Django's full
    stack (the same request with a query string, which the fast path hands to Django) must
    give the same status, body and headers.
@@ -16,12 +16,12 @@
    bench/_http.py (64 keep-alive connections, pre-built requests; latency from each
    request's due time, so a stalled server is not hidden). Target: p99 < 5 ms.
    Then --sweep rates (250, 500, 1,000, 1,500) for --sweep-seconds (8) s each: up to which
-   rate the target holds here. CPU per request of gunicorn, Redis, PostgreSQL and the client.
+   rate the target holds here. CPU per request of the web server, Redis, PostgreSQL and the client.
 5. wrk (Debian's, C, keep-alive): the same rate paced from C (less client CPU on the shared
    cores; random per-connection pauses, so a late answer delays that connection's next
    request: check the achieved rate), and closed loop as fast as it goes, with the fast
    path and with saasops.wsgi:application (Django only), 10 s each.
-6. The floor: the same client and gunicorn settings around a WSGI app that does nothing.
+6. The floor: the same client and server settings around a WSGI app that does nothing.
 7. Write bench/results/gate.json.
 """
 
@@ -208,7 +208,7 @@ def main() -> int:
     parser.add_argument("--wrk-seconds", type=int, default=10, help="each wrk run, seconds (10; 0: skip)")
     parser.add_argument("--sweep", type=float, nargs="*", default=[250, 500, 1000, 1500], help="lower rates tried")
     parser.add_argument("--sweep-seconds", type=float, default=8, help="seconds per lower rate (8)")
-    parser.add_argument("--gunicorn", default="", help="extra gunicorn arguments")
+    parser.add_argument("--server-args", default="", help="extra web server (granian) arguments")
     args = parser.parse_args()
 
     django_setup()
@@ -234,12 +234,12 @@ def main() -> int:
     requests = [http_request("POST", "/api/v1/gate", b, headers) for b in bodies]
     results: dict[str, Any] = {"postgres": postgres_version(), "rate": args.rate, "duration_s": args.duration}
 
-    server = AppServer(args=args.gunicorn.split())
+    server = AppServer(args=args.server_args.split())
     server.start()
     try:
         results["server"] = {
-            "config": "saasops/gunicorn.conf.py",
-            "extra": args.gunicorn,
+            "config": "saasops/serve.py (granian)",
+            "extra": args.server_args,
             "processes": len(server.worker_pids()),
         }
         results["same_answers"] = compare_paths(server.port, headers)
@@ -253,7 +253,7 @@ def main() -> int:
             quiet = wait_quiet(say=say)
             fixed_rate(server.port, lambda i: requests[i % len(requests)], rate=300, duration=1, connections=16)
             groups = {
-                "gunicorn": server.worker_pids,
+                "server": server.worker_pids,
                 "postgres": postgres_pids,
                 "redis": redis_pids,
                 "client": self_pids,
@@ -324,14 +324,14 @@ def main() -> int:
     finally:
         server.stop()
 
-    # The floor: the same client and gunicorn settings around an app that does nothing.
+    # The floor: the same client and server settings around an app that does nothing.
     noop = AppServer(
-        app="_http:noop_app", args=["--chdir", str(Path(__file__).resolve().parent), *args.gunicorn.split()]
+        app="_http:noop_app", args=["--working-dir", str(Path(__file__).resolve().parent), *args.server_args.split()]
     )
     noop.start()
     try:
         wait_quiet(say=say)
-        with CpuSampler({"gunicorn": noop.worker_pids, "client": self_pids}) as cpu:
+        with CpuSampler({"server": noop.worker_pids, "client": self_pids}) as cpu:
             run = fixed_rate(
                 noop.port,
                 lambda i: requests[i % len(requests)],
@@ -346,13 +346,13 @@ def main() -> int:
             "client_late_starts": run.late_starts,
             "cpu": cpu.result,
         }
-        say(f"floor (no-op app, same client and gunicorn): {results['floor_noop_app']['latency_ms']}")
+        say(f"floor (no-op app, same client and server): {results['floor_noop_app']['latency_ms']}")
     finally:
         noop.stop()
 
     if args.wrk_seconds:
         reset_counters(tenants)
-        plain = AppServer(app="saasops.wsgi:application", args=args.gunicorn.split())
+        plain = AppServer(app="saasops.wsgi:application", args=args.server_args.split())
         plain.start()
         try:
             plain.warm(requests[0], n=100)

@@ -1,4 +1,4 @@
-"""Ingest benchmark: POST /api/v1/events over HTTP against gunicorn, production settings.
+"""Ingest benchmark: POST /api/v1/events over HTTP against the production server (granian), production settings.
 
     .venv/bin/python -m saasops.devstack exec --profile=bench -- .venv/bin/python bench/ingest.py
 
@@ -298,7 +298,7 @@ def main() -> int:
     parser.add_argument("--copy-rows", type=int, default=300_000, help="rows for the COPY ceiling (300000)")
     parser.add_argument("--single-s", type=float, default=30, help="single-event run, seconds (30)")
     parser.add_argument("--single-rate", type=float, default=200, help="single-event requests/s (200)")
-    parser.add_argument("--gunicorn", default="", help="extra gunicorn arguments, e.g. '--workers 4'")
+    parser.add_argument("--server-args", default="", help="extra web server arguments, e.g. '--workers 4'")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: batch,copy,single")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -339,11 +339,11 @@ def main() -> int:
         for meter in ("api_calls", "ai_tokens"):
             gate_check(slug=slug, meter=meter, quantity=1)
 
-    server = AppServer(args=args.gunicorn.split())
+    server = AppServer(args=args.server_args.split())
     server.start()
     try:
         server.warm(http_request("POST", "/api/v1/events", warm_body, headers), n=40)
-        results["server"] = {"config": "saasops/gunicorn.conf.py", "extra": args.gunicorn}
+        results["server"] = {"config": "saasops/serve.py (granian)", "extra": args.server_args}
         results["same_answers"] = compare_paths(server.port, headers, gen)
         same = all(c["same"] for c in results["same_answers"].values())
         say(f"fast path and Django give the same answers: {same}")
@@ -357,7 +357,7 @@ def main() -> int:
             singles = gen.make(total, TENANTS)
             single_requests = [http_request("POST", "/api/v1/events", event_json(e).encode(), headers) for e in singles]
             say(f"single events: {args.single_rate:.0f} requests/s for {args.single_s:.0f} s")
-            groups = {"gunicorn": server.worker_pids, "postgres": postgres_pids, "client": self_pids}
+            groups = {"server": server.worker_pids, "postgres": postgres_pids, "client": self_pids}
             stored_before = db_counts(tenant_ids)["events"]
             quiet = wait_quiet(say=say)
             server.warm(http_request("POST", "/api/v1/events", warm_body, headers), n=16)
@@ -399,7 +399,7 @@ def main() -> int:
 
             stored_before = db_counts(tenant_ids)["events"]
             groups = {
-                "gunicorn": server.worker_pids,
+                "server": server.worker_pids,
                 "postgres": postgres_pids,
                 "redis": redis_pids,
                 "client": self_pids,

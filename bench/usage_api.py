@@ -13,7 +13,7 @@
      itself, 1,000 a batch, no HTTP) to time that route, and the two routes' rollups are
      compared row by row on those events — the SQL route must write exactly what the ledger
      would. Both rates are reported.
-2. Serve the app with gunicorn (saasops/gunicorn.conf.py).
+2. Serve the app with the production server (saasops/serve.py).
 3. For each endpoint: its service time (20 requests one after another), then a fixed --rate
    (10/s) for --seconds (20) s, latency from each request's due time (skipped when one
    request alone takes longer than 1/rate: that run would only measure its own queue):
@@ -405,7 +405,7 @@ def main() -> int:
                 results["targets"][name] = {"target_p95_ms": TARGET_P95_MS, "measured_p95_ms": p95, "met": False}
                 say(f"{name}: service time p50 {service.get('p50')} ms, p95 {p95} ms (too slow for {args.rate:g}/s)")
                 continue
-            with CpuSampler({"gunicorn": server.worker_pids, "postgres": postgres_pids, "client": self_pids}) as cpu:
+            with CpuSampler({"server": server.worker_pids, "postgres": postgres_pids, "client": self_pids}) as cpu:
                 run = fixed_rate(
                     server.port, lambda i, r=request: r, rate=args.rate, duration=args.seconds, keep_bodies=False
                 )

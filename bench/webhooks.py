@@ -1,4 +1,4 @@
-"""Webhook benchmark: signed Stripe events POSTed over HTTP to the app under gunicorn
+"""Webhook benchmark: signed Stripe events POSTed over HTTP to the app under the production server
 (production settings, DEBUG=false), processed by a real Celery worker.
 
     .venv/bin/python manage.py bootstrap      # once, through the same stack
@@ -14,7 +14,7 @@
 3. Receive: --clients keep-alive clients POST them as fast as the server answers (closed
    loop), with no Celery worker running (the queue builds up in Redis). Receive rate =
    requests answered / HTTP wall time. Target: >= 300 events/s, duplicates included. Also
-   reported: gunicorn CPU per request, and the rate that makes on 2 cores.
+   reported: web server CPU per request, and the rate that makes on 2 cores.
 4. Process: a Celery worker (started here, stopped by PID) drains the queue; rate = unique
    events / drain time (worker start included), and worker CPU per event.
 5. Verify: every answer 200; one StripeEvent per unique event, all processed or ignored;
@@ -56,7 +56,7 @@ from _http import (  # noqa: E402
 TARGET_EVENTS_S = 300
 URL = "/billing/stripe/webhook/"
 SECRET = "whsec_bench_" + secrets.token_hex(16)
-os.environ["STRIPE_WEBHOOK_SECRET"] = SECRET  # before Django reads settings, and for gunicorn/worker
+os.environ["STRIPE_WEBHOOK_SECRET"] = SECRET  # before Django reads settings, and for the server/worker
 
 
 def sign(body: bytes, t: int) -> str:
@@ -233,18 +233,18 @@ def main() -> int:
         first, second, counts = build_events(invoices, run)
         say(f"{counts['requests']} requests: {counts}")
 
-        def gunicorn() -> list[int]:
-            return [server.proc.pid, *server.worker_pids()] if server.proc else []
+        def web() -> list[int]:
+            return server.worker_pids()
 
         loads: list[float] = []
         replies: list = []
         errors: list[str] = []
-        http_s = gunicorn_cpu_s = process_s = worker_cpu_s = 0.0
+        http_s = server_cpu_s = process_s = worker_cpu_s = 0.0
         for n, phase in enumerate((first, second), start=1):
             # Receiving, with no worker running: the queue builds up in Redis.
             loads.append(wait_quiet(say=say))
             phase = signed(phase)
-            with CpuSampler({"gunicorn": gunicorn, "postgres": postgres_pids}) as cpu:
+            with CpuSampler({"server": web, "postgres": postgres_pids}) as cpu:
                 result = closed_loop(
                     server.port,
                     lambda i, phase=phase: phase[i] if i < len(phase) else None,
@@ -255,7 +255,7 @@ def main() -> int:
             replies += result.replies
             errors += result.errors
             http_s += result.wall_s
-            gunicorn_cpu_s += cpu.result["gunicorn_cores"] * cpu.result["wall_s"]
+            server_cpu_s += cpu.result["server_cores"] * cpu.result["wall_s"]
             say(f"phase {n}: {len(result.replies)} answered in {result.wall_s:.2f} s, cpu {cpu.result}")
             # Processing: a worker drains the queue.
             worker = start_worker(args.worker_concurrency)
@@ -305,16 +305,17 @@ def main() -> int:
     write_result(
         "webhooks",
         {
-            "how": "signed events POSTed over HTTP (keep-alive, closed loop) to gunicorn (production settings, "
-            "saasops/gunicorn.conf.py workers) on 127.0.0.1 with no worker running; then a real Celery worker "
-            "drains the queue (Redis). Two phases: successes/disputes/unknown, then late failures.",
+            "how": "signed events POSTed over HTTP (keep-alive, closed loop) to the production server "
+            "(production settings, saasops/serve.py workers) on 127.0.0.1 with no worker running; "
+            "then a real Celery worker drains the queue (Redis). Two phases: successes/disputes/unknown, "
+            "then late failures.",
             "machine_load_note": "shared machine: other sessions' tests and benchmarks may run at the same time",
             "other_cores_busy_before_each_phase": loads,
             "postgres": postgres_version(),
             "target_events_per_s": TARGET_EVENTS_S,
             "receive_events_per_s": round(receive_rate, 1),
-            "receive_gunicorn_cpu_ms_per_request": round(gunicorn_cpu_s / len(replies) * 1000, 2),
-            "receive_capacity_2_cores_events_per_s": round(2 / (gunicorn_cpu_s / len(replies)), 0),
+            "receive_server_cpu_ms_per_request": round(server_cpu_s / len(replies) * 1000, 2),
+            "receive_capacity_2_cores_events_per_s": round(2 / (server_cpu_s / len(replies)), 0),
             "processing_unique_events_per_s": round(process_rate, 1),
             "processing_s": round(process_s, 2),
             "worker_cpu_ms_per_event": round(worker_cpu_s / counts["unique"] * 1000, 2),

@@ -1,7 +1,7 @@
 """Strict reading of the environment.
 
 Every variable the app reads is declared once in ``VARIABLES`` (name, default, meaning);
-README's table is generated from the same list (``manage.py envdoc``). A missing or
+README's table lists the same variables (a test checks it). A missing or
 malformed value stops start-up with one line that names the variable, instead of a
 traceback or — worse — a silently wrong setting (django-environ alone treats
 ``DEBUG=maybe`` as false).
@@ -56,6 +56,9 @@ VARIABLES: list[Variable] = [
         "ALLOWED_HOSTS", "", "Extra allowed host names, comma-separated (BASE_DOMAIN and its subdomains always are)."
     ),
     Variable("PORT", "8000", "Port of the web server started by make run (also used in printed URLs)."),
+    Variable("WEB_BIND", "0.0.0.0:8000", "Production web server (python -m saasops.serve): address and port."),
+    Variable("WEB_CONCURRENCY", "(cores, at least 2)", "Production web server: worker processes."),
+    Variable("WEB_THREADS", "4", "Production web server: threads per worker (requests one worker runs at once)."),
     Variable("LOG_FORMAT", "(console; json when DEBUG=false)", "console or json (one JSON object a line)."),
     Variable("LOG_LEVEL", "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR)."),
     Variable("EMAIL_URL", "consolemail://", "Outgoing mail, e.g. smtp+tls://user:pass@smtp.example.com:587."),

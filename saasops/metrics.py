@@ -1,10 +1,10 @@
 """Prometheus metrics: what is recorded, where it is kept, and the /metrics view.
 
-**Why Redis.** The web server runs several processes (gunicorn workers, often on several
+**Why Redis.** The web server runs several processes (web server workers, often on several
 machines) and the Celery worker is another process altogether; each process's own
 prometheus_client registry would see only its own requests, and a scrape reaches one
 process. prometheus_client's multiprocess mode shares files between the processes of one
-machine only (and needs a cleanup hook in gunicorn). So every process adds its counts to
+machine only (and needs a cleanup hook in the web server). So every process adds its counts to
 hashes in Redis — the shared state all processes already have — and /metrics, served by any
 process, reads the same totals. Writes are buffered in the process and sent in one pipeline
 at most every METRICS_FLUSH_INTERVAL seconds (1 s), off the request's critical path (a
@@ -126,7 +126,7 @@ def _flusher() -> None:
 
 
 def _add(counters: dict[str, float], minute: dict[str, int] | None = None) -> None:
-    if _buffer.pid != os.getpid():  # forked (Celery prefork, gunicorn): start clean
+    if _buffer.pid != os.getpid():  # forked (Celery prefork, web server workers): start clean
         _buffer.reset_after_fork()
     with _buffer.lock:
         for field, value in counters.items():

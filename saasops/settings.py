@@ -128,7 +128,7 @@ MIDDLEWARE.insert(
     "whitenoise.middleware.WhiteNoiseMiddleware",
 )
 # Development: WhiteNoise serves straight from the apps' static folders (no collectstatic),
-# also under gunicorn (docker compose).
+# also under the production server when DEBUG is on (docker compose).
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 if DEBUG:
