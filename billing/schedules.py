@@ -1,26 +1,11 @@
-"""Default periodic schedules of billing, as django-celery-beat rows (beat reads them from
-the database; staff change them in admin without a deploy).
-
-`schedules_ensure()` is called by `manage.py bootstrap` on every start. It creates what is
-missing and leaves existing rows alone, so a schedule staff changed or disabled stays so.
-"""
+"""Default periodic schedules of billing (saasops/schedules.py: created when missing by
+`manage.py bootstrap`, never changed afterwards; staff edit them in admin)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from django_celery_beat.models import PeriodicTask
 
-from django.db import transaction
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
-
-@dataclass(frozen=True)
-class DefaultSchedule:
-    name: str
-    task: str
-    minute: str
-    hour: str
-    description: str
-
+from saasops.schedules import DefaultSchedule, defaults_ensure
 
 DEFAULTS = [
     DefaultSchedule(
@@ -47,21 +32,6 @@ DEFAULTS = [
 ]
 
 
-@transaction.atomic
 def schedules_ensure() -> list[PeriodicTask]:
     """Create billing's default PeriodicTask rows where missing (by name). Idempotent."""
-    rows = []
-    for spec in DEFAULTS:
-        existing = PeriodicTask.objects.filter(name=spec.name).first()
-        if existing is not None:
-            rows.append(existing)
-            continue
-        crontab, _ = CrontabSchedule.objects.get_or_create(
-            minute=spec.minute, hour=spec.hour, day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
-        )
-        rows.append(
-            PeriodicTask.objects.create(
-                name=spec.name, task=spec.task, crontab=crontab, description=spec.description, enabled=True
-            )
-        )
-    return rows
+    return defaults_ensure(DEFAULTS)

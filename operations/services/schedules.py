@@ -1,27 +1,14 @@
 """Default periodic schedules of the operations jobs (django-celery-beat rows).
 
-`schedules_ensure()` creates the rows that are missing (by name) and never touches existing
-ones, so a schedule staff changed or disabled in admin stays so. The data migration
-0002_default_schedules calls the same specs once; bootstrap may call this on every deploy.
+Created when missing (saasops/schedules.py) by the data migration 0002_default_schedules and
+by `manage.py bootstrap` on every start; never changed afterwards (staff edit them in admin).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from django_celery_beat.models import PeriodicTask
 
-from django.db import transaction
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
-
-@dataclass(frozen=True)
-class DefaultSchedule:
-    name: str
-    task: str
-    minute: str
-    hour: str
-    description: str
-
+from saasops.schedules import DefaultSchedule, defaults_ensure
 
 DEFAULTS = [
     DefaultSchedule(
@@ -55,25 +42,6 @@ DEFAULTS = [
 ]
 
 
-def ensure(crontab_model: Any, task_model: Any) -> list[Any]:
-    rows = []
-    for spec in DEFAULTS:
-        existing = task_model.objects.filter(name=spec.name).first()
-        if existing is not None:
-            rows.append(existing)
-            continue
-        crontab, _ = crontab_model.objects.get_or_create(
-            minute=spec.minute, hour=spec.hour, day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
-        )
-        rows.append(
-            task_model.objects.create(
-                name=spec.name, task=spec.task, crontab=crontab, description=spec.description, enabled=True
-            )
-        )
-    return rows
-
-
-@transaction.atomic
 def schedules_ensure() -> list[PeriodicTask]:
     """Create the operations PeriodicTask rows that are missing. Idempotent."""
-    return ensure(CrontabSchedule, PeriodicTask)
+    return defaults_ensure(DEFAULTS)

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from billing.schedules import schedules_ensure as billing_schedules_ensure
+from lifecycle.schedules import schedules_ensure as lifecycle_schedules_ensure
 from operations.services.schedules import schedules_ensure as operations_schedules_ensure
 from saasops import demo
 from tenants.services import public_tenant_ensure, staff_groups_ensure, template_tenant_ensure
@@ -33,6 +34,7 @@ class Command(BaseCommand):
         call_command("migrate_tenants", verbosity=options["verbosity"], stdout=self.stdout)
         staff_groups_ensure()
         billing_schedules_ensure()
+        lifecycle_schedules_ensure()
         operations_schedules_ensure()
         workspace_schedules_ensure()
         if options["demo"]:
