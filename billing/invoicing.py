@@ -31,7 +31,16 @@ from billing.models import (
     LineKind,
     Subscription,
 )
-from billing.rating import LineSpec, discount_line, from_minor, plan_fee_line, tax_line, usage_line
+from billing.rating import (
+    RESOURCE_METER,
+    LineSpec,
+    discount_line,
+    from_minor,
+    plan_fee_line,
+    tax_line,
+    terms_of,
+    usage_line,
+)
 from metering.periods import period_bounds
 from metering.selectors import meter_total
 from metering.services import usage_cursor_advance
@@ -222,20 +231,29 @@ def _plan_lines(sub: Subscription, start: datetime, end: datetime) -> tuple[list
 
 def _late_adjustments(sub: Subscription, before: datetime) -> list[LineSpec]:
     """Usage that arrived after its period was invoiced: re-rate those periods now and bill
-    what was not billed before (idempotent: what earlier invoices charged is subtracted)."""
+    what was not billed before (idempotent: what earlier invoices charged is subtracted).
+
+    Only periods that hold late events are re-rated, each with the terms its own invoice
+    was rated with (recorded on its usage lines), not today's plan: an upgrade since then
+    neither rewrites August's included quantity nor its overage price."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT 1 FROM metering_usagehourly WHERE tenant_id = %s AND late_events > 0 AND hour < %s LIMIT 1",
+            "SELECT DISTINCT date_trunc('day', hour) FROM metering_usagehourly "
+            "WHERE tenant_id = %s AND late_events > 0 AND hour < %s",
             [sub.tenant_id, before],
         )
-        if cursor.fetchone() is None:
-            return []
-    adjustments: list[LineSpec] = []
-    earlier = (
-        Invoice.objects.filter(tenant_id=sub.tenant_id, kind=InvoiceKind.PERIOD, period_end__lte=before)
+        late_days = [row[0] for row in cursor.fetchall()]
+    if not late_days:
+        return []
+    earlier = [
+        old
+        for old in Invoice.objects.filter(tenant_id=sub.tenant_id, kind=InvoiceKind.PERIOD, period_end__lte=before)
         .exclude(status=InvoiceStatus.VOID)
         .order_by("period_start")
-    )
+        if any(old.period_start - timedelta(days=1) < day < old.period_end for day in late_days)
+    ]
+    adjustments: list[LineSpec] = []
+    current = {lim.resource: lim for lim in PlanLimit.objects.filter(plan=sub.plan).exclude(resource="seats")}
     for old in earlier:
         billed: dict[str, int] = {}
         for billed_line in InvoiceLine.objects.filter(
@@ -245,13 +263,19 @@ def _late_adjustments(sub: Subscription, before: datetime) -> list[LineSpec]:
             period_start__lt=old.period_end,
         ).exclude(invoice__status=InvoiceStatus.VOID):
             billed[billed_line.meter] = billed.get(billed_line.meter, 0) + billed_line.amount
+        rated_with = {
+            terms.resource: terms
+            for line in old.lines.filter(kind=LineKind.USAGE)
+            if (terms := terms_of(line.details)) is not None
+        }
         start = max(old.period_start, sub.billing_starts_at)
-        for limit in PlanLimit.objects.filter(plan=sub.plan).exclude(resource="seats").order_by("resource"):
-            meter = {"api_calls": "api_calls", "ai_tokens": "ai_tokens", "storage_gb": "storage_gb"}[limit.resource]
+        for resource in sorted(rated_with or current):
+            limit = rated_with.get(resource) or current[resource]
+            meter = RESOURCE_METER.get(resource, resource)
             used = meter_total(tenant_id=sub.tenant_id, meter_code=meter, start=start, end=old.period_end)
             line = usage_line(
                 limit=limit,
-                currency=sub.plan.currency,
+                currency=old.currency,
                 used=used,
                 period_start=start,
                 period_end=old.period_end,

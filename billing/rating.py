@@ -126,6 +126,21 @@ def plan_fee_line(
     )
 
 
+def terms_of(details: dict[str, Any]) -> PlanLimit | None:
+    """The limit a usage line was rated with (unsaved), from its details; None for lines
+    rated before the terms were recorded."""
+    terms = details.get("terms")
+    if not isinstance(terms, dict):
+        return None
+    return PlanLimit(
+        resource=terms["resource"],
+        included=terms["included"],
+        on_exceed=terms["on_exceed"],
+        overage_package_size=terms["package_size"],
+        overage_package_price=Decimal(terms["package_price"]),
+    )
+
+
 def usage_line(
     *,
     limit: PlanLimit,
@@ -146,6 +161,15 @@ def usage_line(
         "included": None if included is None else str(included),
         "on_exceed": limit.on_exceed,
         "overage": str(overage),
+        # The terms rated with, so a later re-rating of this period (late usage) applies the
+        # same ones even after the plan changed or was edited: terms_of(details).
+        "terms": {
+            "resource": limit.resource,
+            "included": limit.included,
+            "on_exceed": limit.on_exceed,
+            "package_size": limit.overage_package_size,
+            "package_price": str(limit.overage_package_price),
+        },
     }
     query = (
         f"/api/v1/tenants/{tenant_slug}/usage?from={period_start.isoformat()}&to={period_end.isoformat()}"

@@ -456,6 +456,31 @@ def test_late_usage_is_billed_once_on_the_next_invoice(make_tenant):
     assert not invoice_of(tenant, P4).lines.filter(kind="adjustment").exists()
 
 
+def test_late_usage_is_rated_with_the_terms_of_its_period(make_tenant):
+    """The plan's terms changed after August was invoiced (its included tokens doubled, its
+    overage price raised): late August usage is still rated with August's terms."""
+    tenant = make_tenant("growth")
+    subscribe(tenant)
+    record(tenant, datetime(2026, 8, 10, tzinfo=UTC), tokens=[10_000_000] * 5)
+    close(P2 + HOUR)
+    august = invoice_of(tenant, P1).lines.get(meter="ai_tokens")
+    assert august.details["terms"] == {
+        "resource": "ai_tokens",
+        "included": 50_000_000,
+        "on_exceed": "overage",
+        "package_size": 1_000_000,
+        "package_price": "1.5000",
+    }
+    PlanLimit.objects.filter(plan=tenant.plan, resource="ai_tokens").update(
+        included=100_000_000, overage_package_price=Decimal("9.99")
+    )
+    record(tenant, datetime(2026, 8, 20, tzinfo=UTC), tokens=[10_000_000], key="late-terms", received=P2 + 9 * DAY)
+    close(P3 + HOUR)
+    adjustment = invoice_of(tenant, P2).lines.get(kind="adjustment")
+    # 60,000,000 used against August's 50,000,000 at 1.50 (not 100,000,000 at 9.99: nothing)
+    assert (adjustment.amount, adjustment.details["terms"]["package_price"]) == (1_500, "1.5000")
+
+
 # -- swing flag ----------------------------------------------------------------------------------
 
 
