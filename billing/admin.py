@@ -209,14 +209,32 @@ class CreditNoteInline(ReadOnlyInline):
     model = CreditNote
     fk_name = "invoice"
     verbose_name_plural = "credit notes against this invoice"
-    fields = readonly_fields = ("number", "created_at", "amount_display", "reason", "created_by", "applied_to")
+    fields = readonly_fields = ("number", "created_at", "amount_display", "reason", "created_by", "deducted_from")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CreditNote]:
-        return super().get_queryset(request).select_related("invoice", "created_by", "applied_to")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("invoice", "created_by")
+            .prefetch_related("applications__invoice")
+        )
 
     @admin.display(description="amount")
     def amount_display(self, obj: CreditNote) -> SafeString | str:
         return money_cell(obj.amount, obj.invoice.currency)
+
+    @admin.display(description="deducted from")
+    def deducted_from(self, obj: CreditNote) -> str:
+        return credit_deductions_text(obj)
+
+
+def credit_deductions_text(note: CreditNote) -> str:
+    """Where a credit note went: "INV-… 25.00, INV-… 10.00; 5.00 left" (or "not yet")."""
+    currency = note.invoice.currency
+    parts = [f"{a.invoice} {money(a.amount, currency)}" for a in note.applications.all()]
+    left = note.remaining
+    text = ", ".join(parts) if parts else "not yet"
+    return f"{text}; {money(left, currency)} left" if parts and left else text
 
 
 # -- forms -------------------------------------------------------------------------------------
@@ -650,8 +668,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class CreditNoteAdmin(ReadOnlyAdmin):
     """Issued from an invoice's page (credit_note_issue); never edited or deleted."""
 
-    list_display = ["number", "invoice", "tenant", "amount_display", "reason", "created_by", "created_at", "applied_to"]
-    list_select_related = ["invoice__tenant", "created_by", "applied_to"]
+    list_display = ["number", "invoice", "tenant", "amount_display", "reason", "created_by", "created_at", "deducted"]
+    list_select_related = ["invoice__tenant", "created_by"]
     search_fields = ["number", "invoice__number", "invoice__tenant__name", "invoice__tenant__slug"]
     list_filter = ["created_at"]
 
@@ -662,6 +680,13 @@ class CreditNoteAdmin(ReadOnlyAdmin):
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: CreditNote) -> SafeString | str:
         return money_cell(obj.amount, obj.invoice.currency)
+
+    @admin.display(description="deducted from")
+    def deducted(self, obj: CreditNote) -> str:
+        return credit_deductions_text(obj)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CreditNote]:
+        return super().get_queryset(request).prefetch_related("applications__invoice")
 
 
 @admin.register(BillingProfile)

@@ -16,11 +16,14 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Subquery
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing.documents import money
 from billing.models import (
     BillingProfile,
+    CreditApplication,
     CreditNote,
     Discount,
     Invoice,
@@ -345,7 +348,7 @@ def advance_fee_settle(*, subscription: Subscription, ended_at: datetime) -> lis
       to `ended_at` itself.
     - One already issued is never changed: it gets a credit note for the unused part of its
       fee (after its discount; before tax, as credits are deducted), which the FINAL invoice
-      deducts while it fits; what does not fit stays the tenant's credit.
+      deducts as far as it goes; the rest stays the tenant's credit for later invoices.
     A yearly fee is not prorated (docs/BILLING.md), so it leaves nothing to give back."""
     sub = Subscription.objects.select_related("plan", "period_fee_plan").get(pk=subscription.pk)
     start, end = period_bounds(anchor=sub.anchor_day, at=ended_at)
@@ -428,22 +431,8 @@ def _invoice_make(
             lines.append(line)
             Discount.objects.filter(pk=discount.pk).update(periods_used=discount.periods_used + 1)
     subtotal = sum(line.amount for line in lines)
-    credits = list(
-        CreditNote.objects.filter(invoice__tenant_id=sub.tenant_id, applied_to__isnull=True).order_by("created_at")
-    )
-    applied: list[CreditNote] = []
-    for note in credits:
-        if note.amount <= subtotal:
-            lines.append(
-                LineSpec(
-                    kind=LineKind.CREDIT,
-                    description=f"Credit note {note.number} (invoice {note.invoice.number}): {note.reason}",
-                    amount=-note.amount,
-                    details={"credit_note": note.number},
-                )
-            )
-            subtotal -= note.amount
-            applied.append(note)
+    applied = _credits_apply(sub.tenant_id, subtotal, lines)
+    subtotal -= sum(amount for _, amount in applied)
     if not any(line.amount for line in lines):
         # Nothing is due (free plan, or a yearly plan between fee months with no overage):
         # no invoice for finance to wade through. The usage stays queryable as always.
@@ -502,11 +491,54 @@ def _invoice_make(
         )
         for i, spec in enumerate(lines, start=1)
     )
-    for note in applied:
-        CreditNote.objects.filter(pk=note.pk).update(applied_to=invoice)
+    CreditApplication.objects.bulk_create(
+        CreditApplication(note=note, invoice=invoice, amount=amount) for note, amount in applied
+    )
     if profile is not None and profile.auto_approve:
         invoice_finalize(invoice=invoice, actor=None, note="auto-approved")
     return invoice
+
+
+def _credits_apply(tenant_id: int, subtotal: int, lines: list[LineSpec]) -> list[tuple[CreditNote, int]]:
+    """Deduct the tenant's open credit, oldest note first, as much as the subtotal allows (a
+    note bigger than what is due is deducted in part; the rest stays for later invoices).
+    Adds the credit lines; returns (note, amount) to record once the invoice exists. The notes
+    are locked: two invoices of one tenant drafted at once never spend the same credit."""
+    spent = (
+        CreditApplication.objects.filter(note=OuterRef("pk"))
+        .values("note")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    open_notes = (
+        CreditNote.objects.select_for_update(of=("self",))
+        .select_related("invoice")
+        .filter(invoice__tenant_id=tenant_id)
+        .annotate(spent=Coalesce(Subquery(spent), 0))
+        .filter(spent__lt=F("amount"))
+        .order_by("created_at", "pk")
+    )
+    applied: list[tuple[CreditNote, int]] = []
+    for note in open_notes:
+        if subtotal <= 0:
+            break
+        left = note.amount - note.spent
+        take = min(left, subtotal)
+        text = f"Credit note {note.number} (invoice {note.invoice.number}): {note.reason}"
+        if take < left:
+            rest = money(left - take, note.invoice.currency)
+            text += f" ({money(take, note.invoice.currency)} of {money(left, note.invoice.currency)}; {rest} left)"
+        lines.append(
+            LineSpec(
+                kind=LineKind.CREDIT,
+                description=text,
+                amount=-take,
+                details={"credit_note": note.number, "credit_left_after": left - take},
+            )
+        )
+        subtotal -= take
+        applied.append((note, take))
+    return applied
 
 
 def _next_number(series: str, year: int) -> str:
@@ -567,7 +599,7 @@ def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoic
     locked.void_reason = reason[:500]
     locked.next_payment_attempt_at = None
     locked.save(update_fields=["status", "voided_at", "void_reason", "next_payment_attempt_at"])
-    CreditNote.objects.filter(applied_to=locked).update(applied_to=None)  # credits go back to the pool
+    CreditApplication.objects.filter(invoice=locked).delete()  # credits deducted here are owed again
     tenant_event_record(
         tenant=locked.tenant, kind="invoice_voided", actor=actor, note=reason, details={"invoice": str(locked)}
     )

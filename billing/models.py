@@ -208,7 +208,9 @@ class InvoiceSequence(models.Model):
 
 
 class CreditNote(models.Model):
-    """A correction to a finalized invoice (which itself never changes)."""
+    """A correction to a finalized invoice (which itself never changes). Its amount is owed
+    to the customer and deducted from later invoices — all at once or in parts
+    (CreditApplication), as much as each invoice's subtotal allows."""
 
     number = models.CharField(max_length=30, unique=True)
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
@@ -216,10 +218,6 @@ class CreditNote(models.Model):
     reason = models.CharField(max_length=500)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
-    applied_to = models.ForeignKey(
-        Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="applied_credits",
-        help_text="The later invoice this credit was deducted from.",
-    )  # fmt: skip
 
     class Meta:
         ordering = ["-created_at"]
@@ -227,6 +225,34 @@ class CreditNote(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    @property
+    def applied(self) -> int:
+        return sum(a.amount for a in self.applications.all())
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - self.applied
+
+
+class CreditApplication(models.Model):
+    """Part (or all) of a credit note deducted from a later invoice, as its credit line.
+    Voiding that invoice deletes the application: the credit is owed again."""
+
+    note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="applications")
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="credit_applications")
+    amount = models.BigIntegerField(help_text="Minor units deducted (positive).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="creditapplication_positive"),
+            models.UniqueConstraint(fields=["note", "invoice"], name="creditapplication_once_per_invoice"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.note} → {self.invoice}: {self.amount}"
 
 
 class Coupon(models.Model):

@@ -313,7 +313,7 @@ def test_credit_note_is_deducted_from_the_next_invoice(make_tenant, django_user_
     close(P2 + HOUR)
     august = invoice_finalize(invoice=invoice_of(tenant, P1), actor=staff)
     note = credit_note_issue(invoice=august, amount=2_500, reason="API outage on 2026-08-12", actor=staff)
-    assert note.number.startswith("CN-") and note.applied_to is None
+    assert note.number.startswith("CN-") and note.remaining == 2_500
     close(P3 + HOUR)
     september = invoice_of(tenant, P2)
     assert lines_of(september)[-1] == (
@@ -322,13 +322,39 @@ def test_credit_note_is_deducted_from_the_next_invoice(make_tenant, django_user_
         -2_500,
     )
     assert september.total == 29_900 - 2_500  # 274.00
-    note.refresh_from_db()
-    assert note.applied_to == september
+    assert [(a.invoice, a.amount) for a in note.applications.all()] == [(september, 2_500)]
+    assert note.remaining == 0
     august.refresh_from_db()
     assert august.total == 29_900  # the credited invoice itself never changes
     # only once: October has no credit line
     close(P4 + HOUR)
     assert invoice_of(tenant, P3).total == 29_900
+
+
+def test_a_credit_bigger_than_the_next_invoice_is_deducted_in_parts(make_tenant):
+    """A credit note for more than the next invoice's subtotal takes that invoice to zero and
+    the rest goes to the invoices after it; voiding one of them gives its part back."""
+    tenant = make_tenant("growth")
+    subscribe(tenant)
+    close(P2 + HOUR)
+    august = invoice_finalize(invoice=invoice_of(tenant, P1), actor=None)
+    note = credit_note_issue(invoice=august, amount=29_900, reason="goodwill: a month free", actor=None)
+    PlanLimit.objects.filter(plan=tenant.plan).delete()  # fee-only months from here, at 200.00
+    Plan.objects.filter(pk=tenant.plan_id).update(price_monthly=20_000)
+    close(P3 + HOUR)
+    september = invoice_of(tenant, P2)
+    credit = september.lines.get(kind="credit")
+    assert credit.amount == -20_000 and september.total == 0
+    assert credit.description.endswith("($200.00 of $299.00; $99.00 left)")
+    assert note.remaining == 9_900
+    close(P4 + HOUR)
+    october = invoice_of(tenant, P3)
+    assert (october.lines.get(kind="credit").amount, october.total) == (-9_900, 10_100)
+    assert note.remaining == 0
+    invoice_void(invoice=october, actor=None, reason="redo")
+    assert note.remaining == 9_900
+    close(datetime(2026, 12, 1, 1, tzinfo=UTC))
+    assert invoice_of(tenant, P4).lines.get(kind="credit").amount == -9_900
 
 
 def test_credit_note_limits(make_tenant):
@@ -372,8 +398,7 @@ def test_voiding_the_invoice_a_credit_was_deducted_from_returns_the_credit(make_
     september = invoice_of(tenant, P2)
     assert september.total == 27_400
     invoice_void(invoice=september, actor=None, reason="redo")
-    note.refresh_from_db()
-    assert note.applied_to is None  # back in the pool for the next invoice
+    assert note.remaining == 2_500  # owed again: deducted from the next invoice
     close(P4 + HOUR)
     assert invoice_of(tenant, P3).total == 27_400
 
