@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from django.utils import timezone
 
 from billing.invoicing import invoices_close_due
-from billing.models import Subscription
+from billing.models import Subscription, SubscriptionStatus
 from metering.ledger import events_record
 from metering.periods import period_bounds
 from tenants.models import Tenant, TenantStatus
@@ -25,6 +25,7 @@ MODELS = {
 DAILY_QUERIES = {"free": 10, "starter": 80, "growth": 400, "enterprise": 600, "custom": 300}
 DEPARTMENTS = ["support", "legal", "sales", "engineering", "finance"]
 HISTORY_DAYS = 45
+CANCELLED_DAYS_AGO = 10
 
 
 def _backdate(tenant: Tenant, created: datetime) -> None:
@@ -50,7 +51,14 @@ def demo_usage_load(*, tenants: list[Tenant], seed: int = 2026) -> int:
         days_ago = 20 if tenant.status == TenantStatus.TRIALING else 62
         created = (now - timedelta(days=days_ago)).replace(hour=9, minute=0, second=0, microsecond=0)
         _backdate(tenant, created)
-        if tenant.status in (TenantStatus.CANCELLED,):
+        if tenant.status == TenantStatus.CANCELLED:
+            # Cancelled CANCELLED_DAYS_AGO (inside the retention window, export still offered):
+            # its subscription ended then, so only the periods before are invoiced.
+            ended = (now - timedelta(days=CANCELLED_DAYS_AGO)).replace(minute=0, second=0, microsecond=0)
+            Tenant.objects.filter(pk=tenant.pk).update(status_changed_at=ended)
+            Subscription.objects.filter(tenant=tenant, ended_at__isnull=True).update(
+                ended_at=ended, status=SubscriptionStatus.CANCELLED, cancel_reason="demo data: cancelled"
+            )
             continue
         plan = tenant.plan.code if tenant.plan else "free"
         models = MODELS.get(plan, MODELS["starter"])
