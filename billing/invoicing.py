@@ -240,12 +240,12 @@ def _late_adjustments(sub: Subscription, before: datetime) -> list[LineSpec]:
     was rated with (recorded on its usage lines), not today's plan: an upgrade since then
     neither rewrites August's included quantity nor its overage price."""
     with connection.cursor() as cursor:
+        # The daily rollup's partial index on late rows: a look-up, not a scan of the history.
         cursor.execute(
-            "SELECT DISTINCT date_trunc('day', hour) FROM metering_usagehourly "
-            "WHERE tenant_id = %s AND late_events > 0 AND hour < %s",
-            [sub.tenant_id, before],
+            "SELECT day FROM metering_usagedaily WHERE tenant_id = %s AND late_events > 0 AND day < %s",
+            [sub.tenant_id, before.astimezone(UTC).date() + timedelta(days=1)],
         )
-        late_days = [row[0] for row in cursor.fetchall()]
+        late_days = [datetime.combine(row[0], datetime.min.time(), tzinfo=UTC) for row in cursor.fetchall()]
     if not late_days:
         return []
     earlier = [
@@ -418,6 +418,7 @@ def _invoice_make(
         .order_by("-starts_at")
         .first()
     )
+    used_discount: Discount | None = None
     if discount is not None and (
         discount.coupon.duration_periods is None or discount.periods_used < discount.coupon.duration_periods
     ):
@@ -429,7 +430,7 @@ def _invoice_make(
         )
         if line is not None:
             lines.append(line)
-            Discount.objects.filter(pk=discount.pk).update(periods_used=discount.periods_used + 1)
+            used_discount = discount
     subtotal = sum(line.amount for line in lines)
     applied = _credits_apply(sub.tenant_id, subtotal, lines)
     subtotal -= sum(amount for _, amount in applied)
@@ -474,6 +475,8 @@ def _invoice_make(
             )
     except IntegrityError:
         return None  # drafted already (a second worker, or a re-run): nothing twice
+    if used_discount is not None:  # counted once the invoice that uses it exists
+        Discount.objects.filter(pk=used_discount.pk).update(periods_used=F("periods_used") + 1)
     InvoiceLine.objects.bulk_create(
         InvoiceLine(
             invoice=invoice,

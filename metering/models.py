@@ -168,6 +168,10 @@ class UsageDaily(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "day", "event_type", "model"], name="usagedaily_key")]
+        indexes = [
+            # Billing's look-up of periods with late usage (billing/invoicing.py _late_adjustments).
+            models.Index(fields=["tenant", "day"], condition=models.Q(late_events__gt=0), name="usagedaily_late")
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.day} {self.model}"

@@ -292,6 +292,21 @@ def test_percent_coupon_for_two_periods(make_tenant):
     assert Discount.objects.get(tenant=tenant).periods_used == 2
 
 
+def test_a_coupon_period_is_counted_only_by_an_invoice_that_exists(make_tenant):
+    """Drafting a period that has its invoice already (a second worker) makes nothing and
+    uses up no coupon period."""
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant)
+    coupon = Coupon.objects.create(code="once-more", name="Once", percent_off=Decimal("10"), duration_periods=3)
+    Discount.objects.create(tenant=tenant, coupon=coupon, starts_at=P1)
+    close(P2 + HOUR)
+    assert Discount.objects.get(tenant=tenant).periods_used == 1
+    sub.refresh_from_db()
+    again = invoicing.invoice_draft(subscription=sub, period_start=P1, period_end=P2, now=P2 + HOUR)
+    assert again is None
+    assert Discount.objects.get(tenant=tenant).periods_used == 1
+
+
 def test_amount_coupon_forever_and_capped_at_the_fee(make_tenant):
     tenant = make_tenant("growth")
     subscribe(tenant, billing_starts_at=datetime(2026, 8, 16, tzinfo=UTC))
