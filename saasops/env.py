@@ -58,7 +58,7 @@ VARIABLES: list[Variable] = [
     Variable("PORT", "8000", "Port of the web server started by make run (also used in printed URLs)."),
     Variable("WEB_BIND", "0.0.0.0:8000", "Production web server (python -m saasops.serve): address and port."),
     Variable("WEB_CONCURRENCY", "(cores, at least 2)", "Production web server: worker processes."),
-    Variable("WEB_THREADS", "4", "Production web server: threads per worker (requests one worker runs at once)."),
+    Variable("WEB_THREADS", "2", "Production web server: threads per worker (requests one worker runs at once)."),
     Variable("LOG_FORMAT", "(console; json when DEBUG=false)", "console or json (one JSON object a line)."),
     Variable("LOG_LEVEL", "INFO", "Root log level (DEBUG, INFO, WARNING, ERROR)."),
     Variable("EMAIL_URL", "consolemail://", "Outgoing mail, e.g. smtp+tls://user:pass@smtp.example.com:587."),

@@ -14,6 +14,10 @@ of server CPU under gunicorn and 379 us under granian. On two cores shared with 
 PostgreSQL and the load generator that is the difference between keeping up with 2,000
 gate calls a second and queueing them.
 
+Threads per worker (WEB_THREADS, default 2): at 2,000 gate calls a second on 2 cores, p99
+was 5.5 ms with 1 thread (a slow request holds up the worker), 4.5 ms with 2, 7.6 ms with 4
+(the threads contend for the GIL).
+
 Not this server's job: TLS (a proxy or load balancer in front terminates it), static
 files (WhiteNoise, inside the app), request timeouts (set them at the proxy).
 """
@@ -55,7 +59,7 @@ def command(
         "--port", port,
         "--workers", str(workers or _workers()),
         # WSGI runs in these threads; one runtime thread does the HTTP side of a worker.
-        "--blocking-threads", str(threads or env.get_int("WEB_THREADS", 4, minimum=1, maximum=256)),
+        "--blocking-threads", str(threads or env.get_int("WEB_THREADS", 2, minimum=1, maximum=256)),
         "--runtime-threads", "1",
         "--http", "1",
         "--no-ws",

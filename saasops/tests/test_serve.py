@@ -29,7 +29,7 @@ def test_command_defaults(monkeypatch):
     assert cmd[cmd.index("--factory") + 1] == "saasops.fastpath:worker_app"
     assert (cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1]) == ("0.0.0.0", "8000")  # noqa: S104
     assert int(cmd[cmd.index("--workers") + 1]) >= 2
-    assert cmd[cmd.index("--blocking-threads") + 1] == "4"
+    assert cmd[cmd.index("--blocking-threads") + 1] == "2"
 
 
 def test_command_from_environment(monkeypatch):
