@@ -45,7 +45,7 @@ from billing.rating import (
     usage_line,
 )
 from metering.periods import period_bounds
-from metering.selectors import meter_total
+from metering.selectors import meter_total, meter_values
 from metering.services import usage_cursor_advance
 from tenants.models import PlanLimit, Tenant, User
 from tenants.services import tenant_event_record
@@ -99,15 +99,20 @@ def invoices_close_due(*, now: datetime | None = None, batch: int = 500) -> Clos
     result = CloseResult()
     last_id = 0
     while True:
-        ids = list(
+        rows = list(
             Subscription.objects.filter(pk__gt=last_id, invoiced_through__lt=now)
             .order_by("pk")
-            .values_list("pk", flat=True)[:batch]
+            .values_list("pk", "anchor_day", "invoiced_through")[:batch]
         )
-        if not ids:
+        if not rows:
             return result
-        last_id = ids[-1]
-        for sub_id in ids:
+        last_id = rows[-1][0]
+        for sub_id, anchor, invoiced_through in rows:
+            # Most open subscriptions are mid-period on any given day: their period has not
+            # ended, and locking them only to find that out cost ~1.4 ms each. The check is
+            # made again under the lock (a stale read here can only make it look more due).
+            if period_bounds(anchor=anchor, at=invoiced_through)[1] > now:
+                continue
             try:
                 made = subscription_close_periods(subscription_id=sub_id, now=now)
             except Exception:
@@ -216,9 +221,11 @@ def _plan_lines(sub: Subscription, start: datetime, end: datetime) -> tuple[list
         lines.append(fee)
         base_total = fee.amount
     if billable_end > billable_start:
-        for limit in PlanLimit.objects.filter(plan=sub.plan).exclude(resource="seats").order_by("resource"):
-            meter = {"api_calls": "api_calls", "ai_tokens": "ai_tokens", "storage_gb": "storage_gb"}[limit.resource]
-            used = meter_total(tenant_id=sub.tenant_id, meter_code=meter, start=billable_start, end=billable_end)
+        limits = list(PlanLimit.objects.filter(plan=sub.plan).exclude(resource="seats").order_by("resource"))
+        codes = [RESOURCE_METER[limit.resource] for limit in limits]
+        totals = meter_values(tenant_id=sub.tenant_id, codes=codes, start=billable_start, end=billable_end)
+        for limit, meter in zip(limits, codes, strict=True):
+            used = totals.get(meter, Decimal(0))
             lines.append(
                 usage_line(
                     limit=limit,

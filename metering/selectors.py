@@ -38,41 +38,45 @@ def _bucket(ts: datetime | date, granularity: str) -> str:
 
 def meter_total(*, tenant_id: int, meter_code: str, start: datetime, end: datetime) -> Decimal:
     """A meter's value over [start, end) from the rollups (sum/count added, max, latest, unique)."""
-    meter = Meter.objects.get(code=meter_code)
+    values = meter_values(tenant_id=tenant_id, codes=[meter_code], start=start, end=end)
+    if meter_code not in values:
+        raise Meter.DoesNotExist(f"No meter {meter_code!r}.")
+    return values[meter_code]
+
+
+def meter_values(*, tenant_id: int, codes: list[str], start: datetime, end: datetime) -> dict[str, Decimal]:
+    """The values of several meters over [start, end) in one query per kind (billing rates
+    every resource of a period with one statement): sums added, max kept, latest by time,
+    unique counts from the daily distinct values. Unknown codes are left out."""
+    values: dict[str, Decimal] = {}
     with connection.cursor() as cursor:
-        if meter.aggregation == Aggregation.UNIQUE:
+        cursor.execute(
+            "SELECT m.code, m.aggregation, CASE m.aggregation WHEN 'max' THEN max(h.value) "
+            "WHEN 'latest' THEN (array_agg(h.value ORDER BY h.last_at DESC))[1] ELSE sum(h.value) END "
+            "FROM metering_meter m LEFT JOIN metering_meterhourly h ON h.meter_id = m.id AND h.tenant_id = %s "
+            "AND h.hour >= %s AND h.hour < %s WHERE m.code = ANY(%s) GROUP BY m.code, m.aggregation",
+            [tenant_id, start, end, list(codes)],
+        )
+        uniques = []
+        for code, aggregation, value in cursor.fetchall():
+            if aggregation == Aggregation.UNIQUE:
+                uniques.append(code)
+            else:
+                values[code] = Decimal(value) if value is not None else Decimal(0)
+        if uniques:
             cursor.execute(
-                "SELECT count(DISTINCT value) FROM metering_meteruniquedaily "
-                "WHERE tenant_id = %s AND meter_id = %s AND day >= %s AND day < %s",
-                [tenant_id, meter.pk, start.date(), end.date()],
+                "SELECT m.code, count(DISTINCT u.value) FROM metering_meter m LEFT JOIN metering_meteruniquedaily u "
+                "ON u.meter_id = m.id AND u.tenant_id = %s AND u.day >= %s AND u.day < %s "
+                "WHERE m.code = ANY(%s) GROUP BY m.code",
+                [tenant_id, start.date(), end.date(), uniques],
             )
-        elif meter.aggregation == Aggregation.MAX:
-            cursor.execute(
-                "SELECT max(value) FROM metering_meterhourly WHERE tenant_id = %s AND meter_id = %s "
-                "AND hour >= %s AND hour < %s",
-                [tenant_id, meter.pk, start, end],
-            )
-        elif meter.aggregation == Aggregation.LATEST:
-            cursor.execute(
-                "SELECT value FROM metering_meterhourly WHERE tenant_id = %s AND meter_id = %s "
-                "AND hour >= %s AND hour < %s ORDER BY last_at DESC LIMIT 1",
-                [tenant_id, meter.pk, start, end],
-            )
-        else:
-            cursor.execute(
-                "SELECT sum(value) FROM metering_meterhourly WHERE tenant_id = %s AND meter_id = %s "
-                "AND hour >= %s AND hour < %s",
-                [tenant_id, meter.pk, start, end],
-            )
-        row = cursor.fetchone()
-    return Decimal(row[0]) if row and row[0] is not None else Decimal(0)
+            values.update({code: Decimal(n) for code, n in cursor.fetchall()})
+    return values
 
 
 def meter_totals(*, tenant_id: int, start: datetime, end: datetime) -> dict[str, Decimal]:
-    return {
-        code: meter_total(tenant_id=tenant_id, meter_code=code, start=start, end=end)
-        for code in Meter.objects.filter(is_active=True).values_list("code", flat=True)
-    }
+    codes = list(Meter.objects.filter(is_active=True).values_list("code", flat=True))
+    return meter_values(tenant_id=tenant_id, codes=codes, start=start, end=end)
 
 
 def _check_range(start: datetime, end: datetime) -> None:
