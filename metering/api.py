@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from rest_framework.views import APIView
 
 from metering.ingest import MAX_BODY_BYTES, BodyError, parse_body
 from metering.ledger import events_record
-from metering.quota import FETCH, gate_check
+from metering.quota import FETCH, Expectation, GateDecision, gate_check, gate_check_expecting
 from metering.selectors import UsageQueryError, usage_daily, usage_series
 from saasops import metrics
 from saasops.api import error_response
@@ -138,8 +139,15 @@ def events_answer(raw: bytes) -> Answer:
     return (400 if result.rejected == len(events) else 200), result.as_dict(), None
 
 
-def gate_answer(raw: bytes, body: Any = None, info_cached: Any = FETCH) -> Answer:
-    """`body`: the parsed body if the caller parsed it already; `info_cached`: see gate_info."""
+@dataclass(frozen=True)
+class GateAsk:
+    slug: str
+    meter: str
+    quantity: int
+
+
+def _gate_ask(raw: bytes, body: Any) -> GateAsk | Answer:
+    """The validated question of a gate request, or the 400 answer to it."""
     if body is None:
         try:
             body = json.loads(raw or b"null")
@@ -154,10 +162,32 @@ def gate_answer(raw: bytes, body: Any = None, info_cached: Any = FETCH) -> Answe
         return _error("invalid_meter", '"meter" must be a meter code such as "api_calls".', 400)
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         return _error("invalid_quantity", f'"quantity" must be a whole number from 1 to {MAX_QUANTITY:,}.', 400)
-    decision = gate_check(slug=slug[:40], meter=meter[:40], quantity=quantity, info_cached=info_cached)
+    return GateAsk(slug[:40], meter[:40], quantity)
+
+
+def _gate_reply(decision: GateDecision) -> Answer:
     metrics.gate_decision_record(status=decision.status, overage=bool(decision.body.get("overage")))
     headers = {"Retry-After": str(decision.retry_after)} if decision.retry_after else None
     return decision.status, decision.body, headers
+
+
+def gate_answer(raw: bytes, body: Any = None, info_cached: Any = FETCH) -> Answer:
+    """`body`: the parsed body if the caller parsed it already; `info_cached`: see gate_info."""
+    ask = _gate_ask(raw, body)
+    if not isinstance(ask, GateAsk):
+        return ask
+    return _gate_reply(gate_check(slug=ask.slug, meter=ask.meter, quantity=ask.quantity, info_cached=info_cached))
+
+
+def gate_answer_expecting(raw: bytes, body: Any, expect: Expectation) -> Answer | None:
+    """gate_answer in one Redis round trip from what the caller saw before (the fast path's
+    remembered token generation and gate info); None, with nothing touched, when that is no
+    longer current or the answer is not the script's to give: ask gate_answer then."""
+    ask = _gate_ask(raw, body)
+    if not isinstance(ask, GateAsk):
+        return ask
+    decision = gate_check_expecting(slug=ask.slug, meter=ask.meter, quantity=ask.quantity, expect=expect)
+    return None if decision is None else _gate_reply(decision)
 
 
 def _parse_instant(value: str | None, name: str, default: datetime) -> datetime:

@@ -10,12 +10,14 @@ Per tenant and quota period Redis holds two counters for each limited meter:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from django.dispatch import receiver
@@ -28,11 +30,20 @@ from saasops.redis import client as redis_client
 from tenants.config import config_effective
 from tenants.models import LimitAction, Plan, PlanLimit, Tenant, TenantStatus
 from tenants.signals import tenant_changed
+from tenants.tokens import GENERATION_KEY
 
 INFO_TTL = 300
 BLOCKED_STATUSES = {TenantStatus.SUSPENDED: "suspended", TenantStatus.CANCELLED: "cancelled"}
 
 _GATE_LUA = """
+if ARGV[9] then
+  -- Optimistic call (gate_check_expecting): decided from what the caller saw before. Still the
+  -- same only if the token generation and the tenant's gate info are what it saw; else touch
+  -- nothing and say so.
+  if redis.call('GET', KEYS[4]) ~= ARGV[9] then return {'stale', ''} end
+  local info = redis.call('GET', KEYS[5])
+  if not info or redis.sha1hex(info) ~= ARGV[10] then return {'stale', ''} end
+end
 local now = tonumber(ARGV[1]); local rps = tonumber(ARGV[2]); local burst = tonumber(ARGV[3])
 local qty = tonumber(ARGV[4]); local limit = tonumber(ARGV[5]); local block = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
@@ -259,8 +270,43 @@ def gate_check(
 ) -> GateDecision:
     """May the tenant use `quantity` of `meter` now? 200 allowed (maybe as billed overage),
     429 rate limited, 402 hard quota reached, 403 tenant suspended/cancelled, 404/400 bad ask."""
+    decision = _gate_check(slug=slug, meter=meter, quantity=quantity, now=now, info_cached=info_cached)
+    assert decision is not None  # only an expectation can be stale
+    return decision
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a caller saw in Redis before: the token generation it authenticated with and the
+    tenant's gate info (raw). gate_check_expecting decides from them and the script checks,
+    atomically with the decision, that both are still current."""
+
+    generation: bytes
+    info_raw: bytes
+
+    @cached_property
+    def info_sha1(self) -> str:
+        return hashlib.sha1(self.info_raw).hexdigest()  # noqa: S324 - a fingerprint, not security
+
+
+def gate_check_expecting(*, slug: str, meter: str, quantity: int, expect: Expectation) -> GateDecision | None:
+    """gate_check in one Redis round trip, from what the caller saw before (`expect`); None
+    when that is no longer current (a token or the tenant changed): nothing was touched, ask
+    again the usual way. Only decisions the script makes are taken this way (allowed, 429,
+    402); any other (unknown meter, tenant blocked) is None too, and asked again."""
+    return _gate_check(slug=slug, meter=meter, quantity=quantity, now=None, info_cached=None, expect=expect)
+
+
+def _gate_check(
+    *, slug: str, meter: str, quantity: int, now: datetime | None, info_cached: Any, expect: Expectation | None = None
+) -> GateDecision | None:
     global _gate_script
-    info = gate_info(slug, info_cached)
+    if expect is not None:
+        info = json.loads(expect.info_raw) or None
+        if info is None or info["status"] in BLOCKED_STATUSES or meter not in info["meters"]:
+            return None
+    else:
+        info = gate_info(slug, info_cached)
     if info is None:
         return _error(404, "unknown_tenant", f"No tenant with slug {slug!r}.")
     if info["status"] in BLOCKED_STATUSES:
@@ -296,12 +342,19 @@ def gate_check(
         _ttl(end),
         1 if needs_recorded else 0,
     ]
+    if expect is not None:
+        keys += [GENERATION_KEY, _info_key(slug)]
+        args += [expect.generation, expect.info_sha1]
     code, value = _gate_script(keys=keys, args=args)
+    if code == b"stale":
+        return None
     code = int(code)
     if code == 0:
         recorded_ensure(tenant_id=info["id"], meter=meter, start=start, end=end)
-        args[0], args[-1] = repr(time.time()), 0
+        args[0], args[7] = repr(time.time()), 0
         code, value = _gate_script(keys=keys, args=args)
+        if code == b"stale":
+            return None
         code = int(code)
     if code == 429:
         wait = max(1, math.ceil(float(value)))
