@@ -480,34 +480,9 @@ def _rollup_write(
     hours = sorted(hourly.items())
     days = _daily(hours)
     statements.append(_UPSERT_HOURLY_MANY if len(hours) >= _MANY_ROWS else _UPSERT_HOURLY_FEW)
-    params += [
-        _plain(k[0] for k, _ in hours),
-        _plain(k[1].isoformat() for k, _ in hours),
-        _texts(k[2] for k, _ in hours),
-        _texts(k[3] for k, _ in hours),
-        _texts(k[4] for k, _ in hours),
-        _plain(r[0] for _, r in hours),
-        _plain(r[1] for _, r in hours),
-        _plain(r[2] for _, r in hours),
-        _plain(r[3] for _, r in hours),
-        _plain(r[4] for _, r in hours),
-        _plain(r[5] for _, r in hours),
-        _texts([_hist_text(r[6]) for _, r in hours]),
-    ]
+    params += _usage_params(hours, key_texts=(2, 3, 4))
     statements.append(_UPSERT_DAILY_MANY if len(days) >= _MANY_ROWS else _UPSERT_DAILY_FEW)
-    params += [
-        _plain(k[0] for k, _ in days),
-        _plain(k[1].isoformat() for k, _ in days),
-        _texts(k[2] for k, _ in days),
-        _texts(k[3] for k, _ in days),
-        _plain(r[0] for _, r in days),
-        _plain(r[1] for _, r in days),
-        _plain(r[2] for _, r in days),
-        _plain(r[3] for _, r in days),
-        _plain(r[4] for _, r in days),
-        _plain(r[5] for _, r in days),
-        _texts([_hist_text(r[6]) for _, r in days]),
-    ]
+    params += _usage_params(days, key_texts=(2, 3))
     if users:
         rows = sorted(users.items())
         statements.append(_UPSERT_USERS)
@@ -541,6 +516,19 @@ def _rollup_write(
             _texts(u[3] for u in urows),
         ]
     cursor.execute(";\n".join(statements), params)
+
+
+def _usage_params(rows: list[tuple[tuple[Any, ...], list[Any]]], *, key_texts: tuple[int, ...]) -> list[str]:
+    """The array literals of an hourly or daily usage upsert: tenant, hour or day, the text
+    key parts (`key_texts`: their positions), then events, tokens, cost, unpriced, late counts
+    and the latency histogram."""
+    return [
+        _plain(k[0] for k, _ in rows),
+        _plain(k[1].isoformat() for k, _ in rows),
+        *(_texts(k[i] for k, _ in rows) for i in key_texts),
+        *(_plain(r[i] for _, r in rows) for i in range(6)),
+        _texts([_hist_text(r[6]) for _, r in rows]),
+    ]
 
 
 def _daily(

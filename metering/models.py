@@ -119,15 +119,10 @@ class UsageEvent(models.Model):
         return f"{self.tenant_id}:{self.event_id}"
 
 
-class UsageHourly(models.Model):
-    """Events per tenant, hour, type, model and department, with token sums, cost and a
-    latency histogram (bucket upper bounds in metering.latency.BOUNDS_MS)."""
+class UsageSums(models.Model):
+    """What the usage rollups add up per row: events, token sums, cost, unpriced and late
+    counts and a latency histogram (bucket upper bounds in metering.latency.BOUNDS_MS)."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
-    hour = models.DateTimeField()
-    event_type = models.CharField(max_length=40)
-    model = models.CharField(max_length=100, blank=True)
-    department = models.CharField(max_length=100, blank=True)
     events = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
@@ -135,6 +130,19 @@ class UsageHourly(models.Model):
     unpriced_events = models.BigIntegerField(default=0)
     late_events = models.BigIntegerField(default=0)
     latency_hist = ArrayField(models.BigIntegerField(), default=list)
+
+    class Meta:
+        abstract = True
+
+
+class UsageHourly(UsageSums):
+    """Usage per tenant, hour, type, model and department."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    hour = models.DateTimeField()
+    event_type = models.CharField(max_length=40)
+    model = models.CharField(max_length=100, blank=True)
+    department = models.CharField(max_length=100, blank=True)
 
     class Meta:
         constraints = [
@@ -147,7 +155,7 @@ class UsageHourly(models.Model):
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.model}"
 
 
-class UsageDaily(models.Model):
+class UsageDaily(UsageSums):
     """Events per tenant, day (UTC), type and model: the hourly rollup summed over the day and
     the departments, latency histogram included. Written by the ledger in the same
     transaction as the hourly rows (a batch adds a few rows here: one per model and day), so
@@ -158,13 +166,6 @@ class UsageDaily(models.Model):
     day = models.DateField()
     event_type = models.CharField(max_length=40)
     model = models.CharField(max_length=100, blank=True)
-    events = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
-    unpriced_events = models.BigIntegerField(default=0)
-    late_events = models.BigIntegerField(default=0)
-    latency_hist = ArrayField(models.BigIntegerField(), default=list)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "day", "event_type", "model"], name="usagedaily_key")]
