@@ -33,7 +33,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from billing.documents import invoice_html, money, quantity_text, unit_price_text
-from billing.invoicing import credit_note_issue, invoice_finalize, invoice_void
+from billing.invoicing import credit_note_issue, invoice_finalize, invoice_redraft, invoice_void
 from billing.models import (
     BillingProfile,
     Coupon,
@@ -309,7 +309,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_select_related = ["tenant"]
     search_fields = ["number", "tenant__name", "tenant__slug"]
     search_help_text = "Invoice number, tenant name or slug."
-    actions = ["approve", "void"]
+    actions = ["approve", "void", "redraft"]
     _sections: list[tuple[str | None, tuple[str, ...]]] = [
         (None, ("tenant", "kind", "status_display", "number_display", "period", "documents")),
         ("Amounts", ("subtotal_display", "tax_display", "total_display", "previous_display", "change_display")),
@@ -461,6 +461,19 @@ class InvoiceAdmin(admin.ModelAdmin):
     def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse:
         ids = ",".join(str(pk) for pk in queryset.order_by("pk").values_list("pk", flat=True))
         return HttpResponseRedirect(f"{reverse('admin:billing_invoice_void')}?{urlencode({'ids': ids})}")
+
+    @admin.action(description="Draft again (void period invoices, rated anew)", permissions=["change"])
+    def redraft(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        actor = staff_actor(request)
+        for invoice in queryset.select_related("tenant").order_by("pk"):
+            label = invoice_label(invoice)
+            try:
+                new = invoice_redraft(invoice=invoice, actor=actor)
+            except ValidationError as exc:
+                messages.error(request, f"{label}: not drafted again — {' '.join(exc.messages)}")
+                continue
+            total = money(new.total, new.currency)
+            messages.success(request, f"{label}: drafted again as a new draft for review ({total}).")
 
     def _approve_all(self, request: HttpRequest, invoices: list[Invoice]) -> None:
         actor = staff_actor(request)

@@ -610,11 +610,76 @@ def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoic
     locked.next_payment_attempt_at = None
     locked.save(update_fields=["status", "voided_at", "void_reason", "next_payment_attempt_at"])
     CreditApplication.objects.filter(invoice=locked).delete()  # credits deducted here are owed again
+    # A coupon period this invoice used is given back (a re-drafted period uses it again).
+    for code in locked.lines.filter(kind=LineKind.DISCOUNT).values_list("details__coupon", flat=True):
+        Discount.objects.filter(tenant_id=locked.tenant_id, coupon__code=code, periods_used__gt=0).update(
+            periods_used=F("periods_used") - 1
+        )
     tenant_event_record(
         tenant=locked.tenant, kind="invoice_voided", actor=actor, note=reason, details={"invoice": str(locked)}
     )
     invoice.__dict__.update(locked.__dict__)
     return invoice
+
+
+# A change of these since a period began means the subscription's terms are no longer the
+# ones that period was rated with (billing/changes.py, lifecycle/plan_changes.py, tenants).
+PLAN_CHANGE_EVENTS = ("upgraded", "downgraded", "plan_changed", "interval_changed")
+
+
+@transaction.atomic
+def invoice_redraft(*, invoice: Invoice, actor: User | None, now: datetime | None = None) -> Invoice:
+    """Rate the period of a void period invoice again into a new draft: finance voided it (a
+    usage or configuration mistake, since corrected) and wants the period billed right.
+    Refused, with the reason, when the invoice is not a void period invoice, the period has a
+    live invoice again, or the plan or interval changed since the period began (today's terms
+    would not be that period's: correct it with a credit note or by hand instead)."""
+    now = now or timezone.now()
+    locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if locked.status != InvoiceStatus.VOID:
+        state = locked.get_status_display().lower()
+        raise ValidationError(f"Invoice {locked} is {state}: only a void invoice is redrafted.")
+    if locked.kind != InvoiceKind.PERIOD or locked.subscription_id is None:
+        raise ValidationError(f"Invoice {locked} is not a billing period's invoice; only those are redrafted.")
+    period = f"{locked.period_start:%Y-%m-%d} to {locked.period_end:%Y-%m-%d}"
+    live = (
+        Invoice.objects.filter(
+            tenant_id=locked.tenant_id,
+            kind=InvoiceKind.PERIOD,
+            period_start=locked.period_start,
+            period_end=locked.period_end,
+        )
+        .exclude(status=InvoiceStatus.VOID)
+        .first()
+    )
+    if live is not None:
+        raise ValidationError(f"The period {period} has a live invoice already ({live}).")
+    sub = (
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("plan", "tenant", "period_fee_plan")
+        .get(pk=locked.subscription_id)
+    )
+    if sub.invoiced_through < locked.period_end:
+        raise ValidationError(f"The period {period} is not closed yet: the daily job drafts it when it is.")
+    from tenants.models import TenantEvent
+
+    if TenantEvent.objects.filter(
+        tenant_id=sub.tenant_id, kind__in=PLAN_CHANGE_EVENTS, created_at__gt=locked.period_start
+    ).exists():
+        raise ValidationError(
+            f"The plan or billing interval changed after {locked.period_start:%Y-%m-%d}: today's terms are not "
+            "the ones of that period. Correct it with a credit note or a manual invoice instead."
+        )
+    new = invoice_draft(subscription=sub, period_start=locked.period_start, period_end=locked.period_end, now=now)
+    if new is None:
+        raise ValidationError(f"Nothing is due for {period} now: no invoice was made.")
+    tenant_event_record(
+        tenant=sub.tenant,
+        kind="invoice_redrafted",
+        actor=actor,
+        details={"void": str(locked), "draft": new.pk, "period": period},
+    )
+    return new
 
 
 @transaction.atomic

@@ -162,6 +162,42 @@ def test_void_asks_for_a_reason_then_voids_what_it_can(finance, queue):
     assert Invoice.objects.get(pk=queue["b_paid"].pk).status == InvoiceStatus.PAID
 
 
+def test_draft_again_rates_a_void_period_invoice_and_explains_refusals(finance, make_tenant):
+    """The list action "Draft again": a void period invoice becomes a new draft; anything else
+    is refused with its reason, per invoice, and nothing else changes."""
+    from billing.invoicing import invoice_void, invoices_close_due
+
+    tenant = make_tenant("growth")
+    Subscription.objects.filter(tenant=tenant).update(
+        started_at=AUG, anchor_day=1, billing_starts_at=AUG, invoiced_through=AUG, status="active"
+    )
+    invoices_close_due(now=SEP.replace(hour=1))
+    august = Invoice.objects.get(tenant=tenant, period_start=AUG)
+    invoice_void(invoice=august, actor=None, reason="wrong usage")
+    other = make_invoice(tenant, start=OCT, end=datetime(2026, 11, 1, tzinfo=UTC))  # a draft: refused
+    done = finance.post(
+        url("billing_invoice_changelist") + "?status=all",
+        {"action": "redraft", "_selected_action": [august.pk, other.pk]},
+        follow=True,
+    )
+    found = messages_of(done)
+    assert any("drafted again as a new draft for review ($299.00)" in m for m in found)
+    assert any("not drafted again" in m and "only a void invoice is redrafted" in m for m in found)
+    live = Invoice.objects.exclude(status=InvoiceStatus.VOID).get(tenant=tenant, period_start=AUG)
+    assert (live.status, live.total) == (InvoiceStatus.DRAFT, 29_900)
+    assert Invoice.objects.get(pk=other.pk).status == InvoiceStatus.DRAFT
+
+
+def test_support_cannot_draft_again(support, make_tenant):
+    invoice = make_invoice(make_tenant("growth"), status=InvoiceStatus.VOID)
+    listing = support.get(url("billing_invoice_changelist") + "?status=all")
+    assert 'value="redraft"' not in listing.content.decode()  # not offered
+    support.post(
+        url("billing_invoice_changelist") + "?status=all", {"action": "redraft", "_selected_action": [invoice.pk]}
+    )
+    assert Invoice.objects.filter(tenant=invoice.tenant).count() == 1  # and a hand-made POST does nothing
+
+
 # -- the invoice page ---------------------------------------------------------------------------
 
 

@@ -372,6 +372,51 @@ def test_a_credit_bigger_than_the_next_invoice_is_deducted_in_parts(make_tenant)
     assert invoice_of(tenant, P4).lines.get(kind="credit").amount == -9_900
 
 
+def test_a_voided_invoice_is_drafted_again_with_what_was_corrected(make_tenant):
+    """Finance voids August (usage was missing), the missing usage arrives, and August is
+    drafted again: the new draft bills it, and the coupon period the void invoice had used
+    is given back and used again — not twice."""
+    tenant = make_tenant("growth")
+    sub = subscribe(tenant)
+    coupon = Coupon.objects.create(code="redo-10", name="10%", percent_off=Decimal("10"), duration_periods=1)
+    Discount.objects.create(tenant=tenant, coupon=coupon, starts_at=P1)
+    record(tenant, datetime(2026, 8, 10, tzinfo=UTC), tokens=[10_000_000] * 5)
+    close(P2 + HOUR)
+    august = invoice_of(tenant, P1)
+    assert august.total == 29_900 - 2_990
+    invoice_void(invoice=august, actor=None, reason="usage of the 20th missing")
+    assert Discount.objects.get(tenant=tenant).periods_used == 0
+    record(tenant, datetime(2026, 8, 20, tzinfo=UTC), tokens=[10_000_000], key="fix", received=P2 + DAY)
+    again = invoicing.invoice_redraft(invoice=august, actor=None, now=P2 + 2 * DAY)
+    assert (again.status, again.period_start, again.period_end) == (InvoiceStatus.DRAFT, P1, P2)
+    # 60,000,000 tokens: 10 packages over at 1.50 = 15.00, on the fee less the coupon
+    assert again.total == 29_900 - 2_990 + 1_500
+    assert Discount.objects.get(tenant=tenant).periods_used == 1
+    assert sub.tenant.events.filter(kind="invoice_redrafted").count() == 1
+    # September does not bill August's late usage again: the new draft billed it
+    close(P3 + HOUR)
+    assert not invoice_of(tenant, P2).lines.filter(kind="adjustment").exists()
+
+
+def test_redrafting_is_refused_with_the_reason(make_tenant):
+    tenant = make_tenant("growth")
+    subscribe(tenant)
+    close(P2 + HOUR)
+    august = invoice_of(tenant, P1)
+    with pytest.raises(ValidationError, match="only a void invoice"):
+        invoicing.invoice_redraft(invoice=august, actor=None)
+    invoice_void(invoice=august, actor=None, reason="redo")
+    invoicing.invoice_redraft(invoice=august, actor=None, now=P2 + DAY)
+    with pytest.raises(ValidationError, match="has a live invoice already"):
+        invoicing.invoice_redraft(invoice=august, actor=None, now=P2 + DAY)
+    second = invoice_of(tenant, P1)
+    invoice_void(invoice=second, actor=None, reason="redo again")
+    tenant.events.create(kind="upgraded", details={"to": "enterprise"})  # the plan changed since
+    with pytest.raises(ValidationError, match="plan or billing interval changed"):
+        invoicing.invoice_redraft(invoice=second, actor=None, now=P2 + DAY)
+    assert not Invoice.objects.filter(tenant=tenant, period_start=P1).exclude(status=InvoiceStatus.VOID).exists()
+
+
 def test_credit_note_limits(make_tenant):
     tenant = make_tenant("growth")
     subscribe(tenant)
