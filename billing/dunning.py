@@ -106,7 +106,8 @@ def _suspended_by_dunning(tenant: Tenant) -> bool:
 def dunning_settle(*, invoice: Invoice, had_failed: bool, now: datetime) -> None:
     """Called when an invoice is paid (same transaction, invoice locked): give the tenant its
     service back if billing was what held it and nothing else is unpaid."""
-    tenant = Tenant.objects.get(pk=invoice.tenant_id)
+    # The tenant as loaded with the locked invoice (payment_outcome_record), else read now.
+    tenant = invoice.tenant if "tenant" in invoice._state.fields_cache else Tenant.objects.get(pk=invoice.tenant_id)
     if had_failed:
         tenant_event_record(
             tenant=tenant, kind="dunning_recovered", details={"invoice": str(invoice), "at": now.isoformat()}

@@ -177,6 +177,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# tenant-schemas-celery looks the task's tenant up by schema name before every task; a worker
+# keeps what it found for 60 s (schemas never change name; tasks reload what they change).
+CELERY_TASK_TENANT_CACHE_SECONDS = 60
 
 # --- Auth, sessions -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
