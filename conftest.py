@@ -51,6 +51,7 @@ def _drop_cached_tenant_state():
     redis = redis_py.Redis.from_url(settings.REDIS_URL)  # not saasops.redis.client: tests patch that
     keys = list(redis.scan_iter(match="saasops:gateinfo:*", count=1000))
     keys += list(redis.scan_iter(match="*tenant-config:*", count=1000))
+    keys += list(redis.scan_iter(match="saasops:stripe-events:*", count=1000))  # a queued drain's flag
     if keys:
         redis.delete(*keys)
     redis.close()

@@ -314,6 +314,10 @@ class StripeEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [
+            # The drain's claim of the backlog (billing/webhooks.py): only unhandled rows.
+            models.Index(fields=["id"], condition=models.Q(status="received"), name="stripeevent_received")
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"

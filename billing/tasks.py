@@ -78,10 +78,19 @@ def reconcile_payments_task() -> dict[str, object]:
     }
 
 
+@app.task(name="billing.stripe_events_drain", ignore_result=True)
+def stripe_events_drain_task() -> int:
+    """Handle the received webhook events (billing/webhooks.py stripe_events_drain). Each
+    StripeEvent row keeps its status and error, so no task result is stored."""
+    from billing.webhooks import stripe_events_drain
+
+    return stripe_events_drain()
+
+
 @app.task(name="billing.stripe_event_process", ignore_result=True)
 def stripe_event_process_task(event_pk: int) -> str:
-    """Handle one stored webhook event (idempotent: a processed event is left alone). The
-    StripeEvent row keeps its status and error, so no task result is stored per event."""
+    """Handle one stored webhook event (idempotent: a processed event is left alone). No
+    longer queued by the endpoint (it queues drains); kept for messages queued before."""
     from billing.webhooks import stripe_event_process
 
     return stripe_event_process(event_pk=event_pk).status

@@ -7,9 +7,14 @@
    wrong or stale → 400 and nothing is written.
 2. Store the event once by Stripe's id (StripeEvent.event_id is unique). A duplicate
    delivery answers 200 and does nothing else.
-3. After commit, a Celery task processes it: `HANDLERS[type]` gets the event's object.
+3. After commit, a Celery task drains the received events (stripe_events_drain): a batch at
+   a time, claimed with SKIP LOCKED so two workers drain side by side, one commit a batch;
+   one drain is queued at a time (a Redis flag the drain clears when it starts, so an event
+   stored during a drain queues the next one). `HANDLERS[type]` gets the event's object.
    Unknown types are marked ignored; a handler error marks the event failed (reconciliation
-   retries it). Each event's status, attempts and error are kept.
+   retries it, and any event left received). Each event's status, attempts and error are kept.
+   One task per batch instead of one per event: Celery's per-task cost (~2.6 ms of worker
+   CPU and a broker round trip) was more than half of handling an event (docs/BENCHMARKS.md).
 
 Handlers are idempotent and order-independent: payment outcomes go through
 payments.payment_outcome_record (paid never goes back), and every handler resolves the
@@ -86,11 +91,62 @@ def stripe_event_store(*, event: dict[str, Any], raw: bytes | None = None) -> tu
         row = cursor.fetchone()
     if row is None:
         return None, False
-    from billing.tasks import stripe_event_process_task
-
     pk = int(row[0])
-    transaction.on_commit(lambda: stripe_event_process_task.delay(pk))
+    transaction.on_commit(_drain_soon)
     return pk, True
+
+
+# --- draining ---------------------------------------------------------------------------------
+DRAIN_FLAG = "saasops:stripe-events:drain-queued"
+DRAIN_FLAG_TTL = 60  # a drain lost with its broker message: the next event queues another after this
+DRAIN_BATCH = 20  # events a transaction: few locks held at once, still one commit for many
+DRAIN_RETRIES = 5
+
+
+def _drain_soon() -> None:
+    """Queue a drain, unless one is queued and has not started yet."""
+    from billing.tasks import stripe_events_drain_task
+    from saasops.redis import client as redis_client
+
+    try:
+        queue = bool(redis_client().set(DRAIN_FLAG, "1", nx=True, ex=DRAIN_FLAG_TTL))
+    except Exception:  # Redis is the broker too: sending says whether it is really down
+        queue = True
+    if queue:
+        stripe_events_drain_task.delay()
+
+
+def stripe_events_drain(*, batch: int = DRAIN_BATCH) -> int:
+    """Handle every received event, oldest first, `batch` to a transaction. The rows are
+    claimed with SKIP LOCKED: drains on two workers share the backlog and never take the same
+    event. A batch that hits a deadlock with another (two events of one invoice in two
+    batches) is rolled back whole and taken again. Returns how many events were handled."""
+    from django.db import OperationalError
+
+    from saasops.redis import client as redis_client
+
+    redis_client().delete(DRAIN_FLAG)  # from now on a stored event queues the next drain
+    handled = retries = 0
+    while True:
+        try:
+            with transaction.atomic():
+                ids = list(
+                    StripeEvent.objects.select_for_update(skip_locked=True)
+                    .filter(status=StripeEvent.Status.RECEIVED)
+                    .order_by("pk")
+                    .values_list("pk", flat=True)[:batch]
+                )
+                for pk in ids:
+                    stripe_event_process(event_pk=pk)
+        except OperationalError:
+            retries += 1
+            if retries > DRAIN_RETRIES:
+                raise
+            log.warning("draining Stripe events: batch rolled back (%s of %s), taken again", retries, DRAIN_RETRIES)
+            continue
+        if not ids:
+            return handled
+        handled += len(ids)
 
 
 # --- processing -----------------------------------------------------------------------------------

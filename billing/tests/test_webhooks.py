@@ -358,3 +358,102 @@ def test_outcome_for_an_attempt_never_begun_is_ignored(make_tenant):
     assert payment_outcome_record(invoice_id=invoice.pk, attempt=7, result=result, source="test").status == (
         InvoiceStatus.FINALIZED
     )
+
+
+# -- draining --------------------------------------------------------------------------------------
+
+
+def _stored(n: int, prefix: str) -> list[dict]:
+    return [
+        {"id": f"evt_{prefix}_{i}", "type": "invoice.upcoming", "created": int(time.time()), "data": {"object": {}}}
+        for i in range(n)
+    ]
+
+
+def test_events_stored_together_queue_one_drain(monkeypatch, django_capture_on_commit_callbacks):
+    """One drain is queued for a burst (the flag), and the drain clears the flag when it
+    starts, so an event stored during or after it queues the next one."""
+    from billing import tasks
+    from billing.webhooks import stripe_event_store, stripe_events_drain
+
+    queued = []
+    monkeypatch.setattr(tasks.stripe_events_drain_task, "delay", lambda: queued.append(1))
+    with django_capture_on_commit_callbacks(execute=True):
+        for event in _stored(3, "burst"):
+            stripe_event_store(event=event)
+    assert len(queued) == 1
+    assert stripe_events_drain() == 3
+    assert set(StripeEvent.objects.filter(event_id__startswith="evt_burst_").values_list("status", flat=True)) == {
+        "ignored"
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_event_store(event=_stored(1, "after")[0])
+    assert len(queued) == 2
+    assert stripe_events_drain() == 1 and stripe_events_drain() == 0
+
+
+@pytest.mark.django_db(transaction=False)
+def test_two_drains_share_the_backlog_and_handle_each_event_once():
+    """Committed events, two drains on their own connections at once (as on two workers):
+    every event handled exactly once between them."""
+    import threading
+
+    from django.db import connection
+
+    from billing.webhooks import stripe_events_drain
+
+    def committed(fn):
+        out = []
+
+        def run() -> None:
+            try:
+                out.append(fn())
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return out[0] if out else None
+
+    prefix = f"pair{uuid.uuid4().hex[:6]}"
+    now = time.time()
+    committed(
+        lambda: StripeEvent.objects.bulk_create(
+            StripeEvent(
+                event_id=f"evt_{prefix}_{i}",
+                type="invoice.upcoming",
+                created=datetime_from(now),
+                payload={"id": f"evt_{prefix}_{i}", "type": "invoice.upcoming", "data": {"object": {}}},
+            )
+            for i in range(120)
+        )
+    )
+    try:
+        results: list[int] = []
+        barrier = threading.Barrier(2)
+
+        def drain() -> None:
+            barrier.wait()
+            try:
+                results.append(stripe_events_drain(batch=10))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=drain) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        mine = StripeEvent.objects.filter(event_id__startswith=f"evt_{prefix}_")
+        rows = committed(lambda: list(mine.values_list("status", "attempts")))
+        assert sum(results) >= 120 and len(rows) == 120
+        assert set(rows) == {("ignored", 1)}  # each handled once, by one of the two
+    finally:
+        committed(lambda: StripeEvent.objects.filter(event_id__startswith=f"evt_{prefix}_").delete())
+
+
+def datetime_from(timestamp: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, tz=UTC)
