@@ -119,7 +119,8 @@ def _drain_soon() -> None:
 def stripe_events_drain(*, batch: int = DRAIN_BATCH) -> int:
     """Handle every received event, oldest first, `batch` to a transaction. The rows are
     claimed with SKIP LOCKED: drains on two workers share the backlog and never take the same
-    event. A batch that hits a deadlock with another (two events of one invoice in two
+    event (a drain whose first batch is full queues one more, so a backlog spreads over the
+    worker's processes). A batch that hits a deadlock with another (two events of one invoice in two
     batches) is rolled back whole and taken again. Returns how many events were handled."""
     from django.db import OperationalError
 
@@ -146,6 +147,8 @@ def stripe_events_drain(*, batch: int = DRAIN_BATCH) -> int:
             continue
         if not ids:
             return handled
+        if handled == 0 and len(ids) == batch:
+            _drain_soon()  # a backlog: one more drain, for another worker process to share it
         handled += len(ids)
 
 

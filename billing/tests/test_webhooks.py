@@ -390,17 +390,27 @@ def test_events_stored_together_queue_one_drain(monkeypatch, django_capture_on_c
         stripe_event_store(event=_stored(1, "after")[0])
     assert len(queued) == 2
     assert stripe_events_drain() == 1 and stripe_events_drain() == 0
+    # a backlog of more than a batch: the drain queues one more, to share it
+    with django_capture_on_commit_callbacks(execute=True):
+        for event in _stored(5, "backlog"):
+            stripe_event_store(event=event)
+    assert len(queued) == 3
+    assert stripe_events_drain(batch=2) == 5
+    assert len(queued) == 4
 
 
 @pytest.mark.django_db(transaction=False)
-def test_two_drains_share_the_backlog_and_handle_each_event_once():
+def test_two_drains_share_the_backlog_and_handle_each_event_once(monkeypatch):
     """Committed events, two drains on their own connections at once (as on two workers):
     every event handled exactly once between them."""
     import threading
 
     from django.db import connection
 
+    from billing import webhooks
     from billing.webhooks import stripe_events_drain
+
+    monkeypatch.setattr(webhooks, "_drain_soon", lambda: None)  # just these two drains
 
     def committed(fn):
         out = []
