@@ -24,6 +24,7 @@ from lifecycle.models import (
 )
 from lifecycle.plan_changes import plan_change, subscription_cancel, subscription_reactivate
 from lifecycle.trials import MAX_EXTENSION_DAYS, trial_extend
+from saasops.admin_base import ReadOnlyAdmin
 from tenants.models import Plan, TenantEvent, User
 
 
@@ -59,17 +60,6 @@ class ProvisioningAttemptAdmin(admin.ModelAdmin):
 def _staff(request: HttpRequest) -> User:
     assert isinstance(request.user, User)  # the admin lets only signed-in staff in
     return request.user
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Signup)

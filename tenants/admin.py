@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from saasops.admin_base import ReadOnlyInline
 from tenants.admin_operations import TenantOperationsAdmin, short_value
 from tenants.config import config_effective
 from tenants.models import (
@@ -53,21 +54,6 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
     verbose_name = "member"
     verbose_name_plural = "members"
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class TenantConfigVersionInline(ReadOnlyInline):

@@ -24,6 +24,7 @@ from billing.models import (
     LineKind,
 )
 from billing.rating import from_minor, minor_exponent, to_minor
+from saasops.admin_base import ReadOnlyInline
 from tenants.models import User
 
 S = InvoiceStatus
@@ -127,21 +128,6 @@ class PeriodFilter(admin.SimpleListFilter):
 
 
 # -- inlines -----------------------------------------------------------------------------------
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class InvoiceLineInline(ReadOnlyInline):

@@ -22,19 +22,9 @@ from billing.models import (
     Discount,
     Subscription,
 )
+from saasops.admin_base import ReadOnlyAdmin
 
 # -- the rest of billing -----------------------------------------------------------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(CreditNote)
