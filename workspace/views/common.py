@@ -41,3 +41,13 @@ def first_error(exc: Any) -> str:
     """A ValidationError's messages as one sentence for a flash message or form error."""
     messages = getattr(exc, "messages", None) or [str(exc)]
     return " ".join(str(m) for m in messages)
+
+
+def errors_onto(form: Any, exc: Any) -> None:
+    """A service's ValidationError onto the form: per field where it names one of the form's
+    fields, else as a form-wide error (the form is then shown again with a 400)."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, first_error(exc))

@@ -22,7 +22,7 @@ from workspace.services.departments import (
     department_delete,
     department_update,
 )
-from workspace.views.common import first_error, page, role_of, tenant_of, user_of
+from workspace.views.common import errors_onto, first_error, page, role_of, tenant_of, user_of
 
 
 def _page(request: HttpRequest, form: DepartmentForm | None = None, *, status: int = 200) -> HttpResponse:
@@ -81,11 +81,7 @@ def departments(request: HttpRequest) -> HttpResponse:
             monthly_budget_usd=form.cleaned_data["monthly_budget_usd"], actor=user_of(request),
         )  # fmt: skip
     except ValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        else:
-            form.add_error(None, first_error(exc))
+        errors_onto(form, exc)
         return _page(request, form, status=400)
     messages.success(request, f"Department “{form.cleaned_data['name']}” added.")
     return redirect("workspace:departments")

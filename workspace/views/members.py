@@ -27,7 +27,7 @@ from workspace.services.members import (
     member_remove,
     member_role_change,
 )
-from workspace.views.common import first_error, page, role_of, tenant_of, user_of
+from workspace.views.common import errors_onto, first_error, page, role_of, tenant_of, user_of
 
 
 def _members_page(request: HttpRequest, form: InviteForm | None = None, *, status: int = 200) -> HttpResponse:
@@ -78,11 +78,7 @@ def members(request: HttpRequest) -> HttpResponse:
         form.add_error(None, first_error(exc))
         return _members_page(request, form, status=400)
     except ValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        else:
-            form.add_error(None, first_error(exc))
+        errors_onto(form, exc)
         return _members_page(request, form, status=400)
     messages.success(request, f"Invitation sent to {email}. The link works once and expires in 7 days.")
     return redirect("workspace:members")
