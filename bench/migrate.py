@@ -148,10 +148,9 @@ def main() -> int:
     if not args.skip_standard:
         say(f"migrate_schemas --tenant (standard executor) over {len(schemas)} up-to-date schemas …")
         seconds, _ = manage("migrate_schemas", "--tenant", "--noinput", "-v", "0")
-        ok = seconds < TARGET_S
         say(
             f"migrate_schemas --tenant, no-op: {seconds:.1f} s ({seconds / len(schemas) * 1000:.0f} ms per schema; "
-            f"target < {TARGET_S:.0f} s: {'met' if ok else 'MISSED'})"
+            f"django-tenants' own path, the baseline: the < {TARGET_S:.0f} s target is migrate_tenants')"
         )
         results["migrate_schemas_noop_s"] = round(seconds, 2)
         results["migrate_schemas_noop_ms_per_schema"] = round(seconds / len(schemas) * 1000, 1)
