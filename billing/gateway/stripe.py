@@ -11,6 +11,8 @@ Every creating call carries an idempotency key; stripe-python's own network retr
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import stripe as stripe_sdk
@@ -60,6 +62,15 @@ def _id_of(value: Any) -> str:
     return str(getattr(value, "id", "") or "")
 
 
+@contextmanager
+def _stripe_errors() -> Iterator[None]:
+    """stripe-python's errors raised in the block, as the gateway's (_translate)."""
+    try:
+        yield
+    except stripe_sdk.StripeError as exc:
+        raise _translate(exc) from exc
+
+
 def _translate(exc: stripe_sdk.StripeError) -> Exception:
     """Map stripe-python's errors onto the gateway's (CardError is handled by the callers)."""
     if isinstance(exc, stripe_sdk.APIConnectionError | stripe_sdk.RateLimitError):
@@ -103,12 +114,10 @@ class StripeGateway(PaymentGateway):
         params: dict[str, Any] = {"name": name, "metadata": metadata}
         if email:
             params["email"] = email
-        try:
+        with _stripe_errors():
             customer = self.client.v1.customers.create(
                 params=cast(Any, params), options={"idempotency_key": idempotency_key}
             )
-        except stripe_sdk.StripeError as exc:
-            raise _translate(exc) from exc
         return str(customer.id)
 
     def payment_method_attach(self, *, customer_id: str, payment_method_id: str) -> PaymentMethodInfo:
@@ -123,16 +132,12 @@ class StripeGateway(PaymentGateway):
         return PaymentMethodInfo(id=str(pm.id), customer_id=_id_of(pm.customer), label=_card_label(pm))
 
     def payment_method_detach(self, *, payment_method_id: str) -> None:
-        try:
+        with _stripe_errors():
             self.client.v1.payment_methods.detach(payment_method_id)
-        except stripe_sdk.StripeError as exc:
-            raise _translate(exc) from exc
 
     def payment_method_get(self, *, payment_method_id: str) -> PaymentMethodInfo:
-        try:
+        with _stripe_errors():
             pm = self.client.v1.payment_methods.retrieve(payment_method_id)
-        except stripe_sdk.StripeError as exc:
-            raise _translate(exc) from exc
         return PaymentMethodInfo(id=str(pm.id), customer_id=_id_of(pm.customer), label=_card_label(pm))
 
     # --- SetupIntents (saving a card in the workspace) ----------------------------------------
@@ -149,13 +154,11 @@ class StripeGateway(PaymentGateway):
     def setup_intent_create(
         self, *, customer_id: str, metadata: dict[str, str], idempotency_key: str
     ) -> SetupIntentInfo:
-        try:
+        with _stripe_errors():
             si = self.client.v1.setup_intents.create(
                 params={"customer": customer_id, "usage": "off_session", "metadata": metadata},
                 options={"idempotency_key": idempotency_key},
             )
-        except stripe_sdk.StripeError as exc:
-            raise _translate(exc) from exc
         return self._setup_info(si)
 
     def setup_intent_confirm(self, *, setup_intent_id: str, payment_method_id: str) -> SetupIntentInfo:
@@ -170,10 +173,8 @@ class StripeGateway(PaymentGateway):
         return self._setup_info(si)
 
     def setup_intent_get(self, *, setup_intent_id: str) -> SetupIntentInfo:
-        try:
+        with _stripe_errors():
             si = self.client.v1.setup_intents.retrieve(setup_intent_id)
-        except stripe_sdk.StripeError as exc:
-            raise _translate(exc) from exc
         return self._setup_info(si)
 
     # --- charging -------------------------------------------------------------------------------
@@ -245,8 +246,6 @@ class StripeGateway(PaymentGateway):
         return self._charge_result(pi)
 
     def payment_intent_get(self, *, payment_intent_id: str) -> ChargeResult:
-        try:
+        with _stripe_errors():
             pi = self.client.v1.payment_intents.retrieve(payment_intent_id)
-        except stripe_sdk.StripeError as exc:
-            raise _translate(exc) from exc
         return self._charge_result(pi)
