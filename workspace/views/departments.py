@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -90,9 +90,7 @@ def departments(request: HttpRequest) -> HttpResponse:
 @require_POST
 @role_required("manage_departments")
 def department_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    department = Department.objects.filter(pk=pk).first()
-    if department is None:
-        raise Http404("No such department.")
+    department = get_object_or_404(Department, pk=pk)
     form = BudgetForm(request.POST, prefix=f"d{pk}")
     if not form.is_valid():
         labels = {name: field.label or name for name, field in form.fields.items()}
@@ -114,9 +112,7 @@ def department_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required("manage_departments")
 def department_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    department = Department.objects.filter(pk=pk).first()
-    if department is None:
-        raise Http404("No such department.")
+    department = get_object_or_404(Department, pk=pk)
     department_delete(tenant=tenant_of(request), department=department, actor=user_of(request))
     messages.success(request, f"{department.name} is no longer tracked; its usage stays under its code.")
     return redirect("workspace:departments")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from tenants.models import User
@@ -62,9 +62,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 @require_POST
 @role_required("manage_keys")
 def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    key = ApiKey.objects.filter(pk=pk).first()
-    if key is None:
-        raise Http404("No such API key.")
+    key = get_object_or_404(ApiKey, pk=pk)
     if key.revoked_at is None:
         api_key_withdraw(tenant=tenant_of(request), key=key, actor=user_of(request))
         messages.success(request, f"API key “{key.name}” revoked. Requests with it are refused from now on.")

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import authenticate, login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -130,9 +130,7 @@ def member_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required("manage_members")
 def invitation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    invitation = Invitation.objects.filter(pk=pk).first()
-    if invitation is None:
-        raise Http404("No such invitation.")
+    invitation = get_object_or_404(Invitation, pk=pk)
     invitation_revoke(tenant=tenant_of(request), invitation=invitation, actor=user_of(request))
     messages.success(request, f"The invitation for {invitation.email} was cancelled; its seat is free again.")
     return redirect("workspace:members")
