@@ -188,6 +188,28 @@ def test_draft_again_rates_a_void_period_invoice_and_explains_refusals(finance, 
     assert Invoice.objects.get(pk=other.pk).status == InvoiceStatus.DRAFT
 
 
+def test_draft_again_touches_only_the_selected_tenants_invoice(finance, make_tenant):
+    """Two tenants with a void August each: drafting A's again makes A's draft only."""
+    from billing.invoicing import invoice_void, invoices_close_due
+
+    a, b = make_tenant("growth"), make_tenant("growth")
+    Subscription.objects.filter(tenant__in=[a, b]).update(
+        started_at=AUG, anchor_day=1, billing_starts_at=AUG, invoiced_through=AUG, status="active"
+    )
+    invoices_close_due(now=SEP.replace(hour=1))
+    void_a, void_b = (Invoice.objects.get(tenant=t, period_start=AUG) for t in (a, b))
+    for invoice in (void_a, void_b):
+        invoice_void(invoice=invoice, actor=None, reason="wrong usage")
+    finance.post(
+        url("billing_invoice_changelist") + "?status=all",
+        {"action": "redraft", "_selected_action": [void_a.pk]},
+        follow=True,
+    )
+    assert Invoice.objects.filter(tenant=a, period_start=AUG, status=InvoiceStatus.DRAFT).count() == 1
+    assert list(Invoice.objects.filter(tenant=b).values_list("status", flat=True)) == [InvoiceStatus.VOID]
+    assert not TenantEvent.objects.filter(tenant=b, kind="invoice_redrafted").exists()
+
+
 def test_support_cannot_draft_again(support, make_tenant):
     invoice = make_invoice(make_tenant("growth"), status=InvoiceStatus.VOID)
     listing = support.get(url("billing_invoice_changelist") + "?status=all")
